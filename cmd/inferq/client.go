@@ -1,0 +1,130 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"text/tabwriter"
+	"time"
+
+	"github.com/inferq/inferq/daemon"
+)
+
+// socketFlag adds --socket, defaulting to the config file's control_socket when
+// --config is given, else the packaged default.
+func socketFlag(fs *flag.FlagSet) func() string {
+	sock := fs.String("socket", "", "control socket (default: from --config, else /run/inferq/control.sock)")
+	cfgPath := fs.String("config", "", "configuration file to read control_socket from")
+	return func() string {
+		if *sock != "" {
+			return *sock
+		}
+		if *cfgPath != "" {
+			if cfg, err := daemon.LoadConfig(*cfgPath); err == nil {
+				return cfg.ControlSocket
+			}
+		}
+		if _, err := os.Stat(defaultConfigPath); err == nil {
+			if cfg, err := daemon.LoadConfig(defaultConfigPath); err == nil {
+				return cfg.ControlSocket
+			}
+		}
+		return daemon.DefaultConfig().ControlSocket
+	}
+}
+
+func runStatus(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	sock := socketFlag(fs)
+	asJSON := fs.Bool("json", false, "print the health document as JSON")
+	if err := fs.Parse(args); err != nil {
+		return fmt.Errorf("%w: %w", errUsage, err)
+	}
+	var h daemon.Health
+	if err := daemon.NewControlClient(sock()).Do(ctx, "GET", "/v1/health", nil, &h); err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(h)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "node\t%s (inferq %s, up %s)\n", h.Node, h.Version, (time.Duration(h.UptimeS) * time.Second).String())
+	fmt.Fprintf(tw, "status\t%s\n", h.Status)
+	for _, p := range h.Problems {
+		fmt.Fprintf(tw, "  problem\t%s\n", p)
+	}
+	fmt.Fprintf(tw, "model\t%s sha256:%.12s loaded %s\n", h.Model.Name, h.Model.SHA256, h.Model.LoadedAt.Format(time.RFC3339))
+	fmt.Fprintf(tw, "queue\t%d ready %v, %d leased, %d delayed, %d dead, oldest %.1fs, %d bytes, full=%v\n",
+		h.Queue.Depth, h.Queue.ByPriority, h.Queue.Leased, h.Queue.Delayed, h.Queue.Dead, h.Queue.OldestAgeS, h.Queue.Bytes, h.Queue.Full)
+	fmt.Fprintf(tw, "jobs\t%d done, %d retried, %d dead, %d/min, p50 %.1fms p99 %.1fms\n",
+		h.Jobs.Done, h.Jobs.Retried, h.Jobs.Dead, h.Jobs.PerMinute, h.Jobs.P50MS, h.Jobs.P99MS)
+	fmt.Fprintf(tw, "engine\t%d restarts, %d crashes, %d timeouts\n", h.Engine.Restarts, h.Engine.Crashes, h.Engine.Timeouts)
+	fmt.Fprintf(tw, "outbox\t%d waiting, oldest %.1fs\n", h.Outbox.Depth, h.Outbox.OldestAgeS)
+	if h.MQTT != nil {
+		fmt.Fprintf(tw, "mqtt\tconnected=%v, %d reconnects, %d published\n", h.MQTT.Connected, h.MQTT.Reconnects, h.MQTT.Published)
+	}
+	if h.Spool != nil {
+		fmt.Fprintf(tw, "spool\t%d taken, %d refused, %d pending\n", h.Spool.Taken, h.Spool.Refused, h.Spool.Pending)
+	}
+	fmt.Fprintf(tw, "disk\t%d MiB free at %s\n", h.Disk.FreeBytes>>20, h.Disk.Path)
+	if h.LastError != "" {
+		fmt.Fprintf(tw, "last error\t%s\n", h.LastError)
+	}
+	return tw.Flush()
+}
+
+func runDead(ctx context.Context, args []string, stdout io.Writer) error {
+	if len(args) == 0 {
+		return fmt.Errorf("%w: dead list|retry|purge", errUsage)
+	}
+	op := args[0]
+	fs := flag.NewFlagSet("dead "+op, flag.ContinueOnError)
+	sock := socketFlag(fs)
+	all := fs.Bool("all", false, "every dead job")
+	limit := fs.Int("limit", 100, "list at most this many")
+	if err := fs.Parse(args[1:]); err != nil {
+		return fmt.Errorf("%w: %w", errUsage, err)
+	}
+	c := daemon.NewControlClient(sock())
+	switch op {
+	case "list":
+		var dead []daemon.DeadEntry
+		if err := c.Do(ctx, "GET", fmt.Sprintf("/v1/dead?limit=%d", *limit), nil, &dead); err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tSOURCE\tATTEMPTS\tDIED\tREASON")
+		for _, d := range dead {
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", d.ID, d.Source, d.Attempts, d.DiedAt.Format(time.RFC3339), d.Reason)
+		}
+		return tw.Flush()
+	case "retry", "purge":
+		req := daemon.DeadRequest{IDs: fs.Args(), All: *all}
+		var resp daemon.DeadResponse
+		if err := c.Do(ctx, "POST", "/v1/dead/"+op, req, &resp); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%s: %d jobs\n", op, resp.Count)
+		return nil
+	default:
+		return fmt.Errorf("%w: dead %q: want list, retry or purge", errUsage, op)
+	}
+}
+
+func runReload(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("reload", flag.ContinueOnError)
+	sock := socketFlag(fs)
+	if err := fs.Parse(args); err != nil {
+		return fmt.Errorf("%w: %w", errUsage, err)
+	}
+	if err := daemon.NewControlClient(sock()).Do(ctx, "POST", "/v1/reload", struct{}{}, nil); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, "reload requested; `inferq status` shows the loaded model")
+	return nil
+}

@@ -1,0 +1,78 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+
+	"github.com/inferq/inferq/daemon"
+)
+
+const defaultConfigPath = "/etc/inferq/inferq.yaml"
+
+// runDaemon is `inferq run`: load and check the config, open every part, run until a
+// signal, close. A config error exits before anything is touched.
+func runDaemon(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", defaultConfigPath, "configuration file")
+	if err := fs.Parse(args); err != nil {
+		return fmt.Errorf("%w: %w", errUsage, err)
+	}
+	cfg, err := daemon.LoadConfig(*path)
+	if err != nil {
+		return err
+	}
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("invalid config %s:\n%w", *path, err)
+	}
+	log := newLogger(cfg.Log, stderr)
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("cannot find own executable for the engine child: %w", err)
+	}
+	d, err := daemon.New(cfg, daemon.Options{
+		Version:       version,
+		EngineCommand: []string{exe, "engine-child"},
+		Logger:        log,
+	})
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Open(ctx); err != nil {
+		log.Error("cannot start", "err", err)
+		return err
+	}
+	if err := d.Run(ctx); err != nil {
+		log.Error("stopped with error", "err", err)
+		return err
+	}
+	if err := d.Close(); err != nil {
+		log.Error("cannot close cleanly", "err", err)
+		return err
+	}
+	log.Info("inferq stopped")
+	return nil
+}
+
+// newLogger picks JSON under systemd (the journal keeps the fields) and text on a terminal.
+func newLogger(c daemon.LogConfig, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(c.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	format := c.Format
+	if format == "auto" {
+		format = "text"
+		if os.Getenv("JOURNAL_STREAM") != "" || os.Getenv("INVOCATION_ID") != "" {
+			format = "json"
+		}
+	}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

@@ -1,0 +1,74 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/inferq/inferq/infer"
+	"github.com/inferq/inferq/queue"
+	"github.com/inferq/inferq/transport/mqtt"
+	"github.com/inferq/inferq/transport/spool"
+)
+
+// The adapters below connect packages that never import each other: each declares the
+// small interface it needs, and the daemon maps one to the other here.
+
+// spoolSink turns a claimed spool file into a durable job.
+type spoolSink struct{ d *Daemon }
+
+func (s *spoolSink) Submit(ctx context.Context, it spool.Item) (bool, error) {
+	res, err := s.d.q.Enqueue(ctx, queue.NewJob{
+		ID: it.ID, Priority: it.Priority, Source: it.Source,
+		Meta:      map[string]string{metaSpoolFile: it.Name},
+		ImageFile: it.Path, Deadline: s.d.deadline(time.Time{}),
+	})
+	if errors.Is(err, queue.ErrFull) {
+		s.d.pokeHealth()
+		return false, fmt.Errorf("%w: %w", spool.ErrQueueFull, err)
+	}
+	return res.Duplicate, err
+}
+
+// ingestSink turns an MQTT ingest message into a durable job.
+type ingestSink struct{ d *Daemon }
+
+func (s *ingestSink) Submit(ctx context.Context, it mqtt.IngestItem) (bool, error) {
+	res, err := s.d.q.Enqueue(ctx, queue.NewJob{
+		ID: it.ID, Priority: it.Priority, Source: it.Source, Meta: it.Meta,
+		Image: it.Image, Deadline: s.d.deadline(it.Deadline),
+	})
+	if errors.Is(err, queue.ErrFull) {
+		s.d.pokeHealth()
+		return false, fmt.Errorf("%w: %w", mqtt.ErrQueueFull, err)
+	}
+	return res.Duplicate, err
+}
+
+// outboxAdapter lets the MQTT publisher drain the queue's outbox.
+type outboxAdapter struct{ q *queue.Queue }
+
+func (o *outboxAdapter) OutboxPeek(n int) ([]mqtt.OutboxRow, error) {
+	rows, err := o.q.OutboxPeek(n)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]mqtt.OutboxRow, len(rows))
+	for i, r := range rows {
+		out[i] = mqtt.OutboxRow{Seq: r.Seq, Topic: r.Topic, Payload: r.Payload, CreatedAt: r.CreatedAt}
+	}
+	return out, nil
+}
+
+func (o *outboxAdapter) OutboxDelete(seqs ...uint64) error { return o.q.OutboxDelete(seqs...) }
+func (o *outboxAdapter) OutboxNotify() <-chan struct{}     { return o.q.OutboxNotify() }
+
+// engineAdapter narrows the supervisor to what the worker uses.
+type engineAdapter struct{ s *infer.Supervisor }
+
+func (e *engineAdapter) Run(ctx context.Context, img []byte) (*infer.Result, error) {
+	return e.s.Run(ctx, img)
+}
+func (e *engineAdapter) Info() infer.ModelInfo             { return e.s.Info() }
+func (e *engineAdapter) Reload(ctx context.Context) error { return e.s.Reload(ctx) }

@@ -1,0 +1,477 @@
+package daemon
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is inferq's whole configuration. Start from DefaultConfig, overlay a YAML file
+// with LoadConfig, then Validate. Every field has a working default except the model path.
+type Config struct {
+	// Node names this box in every MQTT topic; empty means the host name.
+	Node string `yaml:"node"`
+	// StateDir holds the queue (Badger), image blobs and claimed spool files.
+	StateDir string `yaml:"state_dir"`
+	// ControlSocket is the unix socket of the local control API used by the CLI.
+	ControlSocket string `yaml:"control_socket"`
+
+	Log     LogConfig     `yaml:"log"`
+	Queue   QueueConfig   `yaml:"queue"`
+	Worker  WorkerConfig  `yaml:"worker"`
+	Model   ModelConfig   `yaml:"model"`
+	Runtime RuntimeConfig `yaml:"runtime"`
+	Spool   SpoolConfig   `yaml:"spool"`
+	MQTT    MQTTConfig    `yaml:"mqtt"`
+	Health  HealthConfig  `yaml:"health"`
+}
+
+// LogConfig selects the slog handler.
+type LogConfig struct {
+	Level  string `yaml:"level"`  // debug, info, warn, error
+	Format string `yaml:"format"` // auto (JSON under systemd, text on a terminal), json, text
+}
+
+// QueueConfig bounds and tunes the durable queue.
+type QueueConfig struct {
+	MaxJobs      int           `yaml:"max_jobs"`
+	MaxBytes     ByteSize      `yaml:"max_bytes"`
+	MaxAttempts  int           `yaml:"max_attempts"`
+	LeaseTimeout time.Duration `yaml:"lease_timeout"`
+	BackoffBase  time.Duration `yaml:"backoff_base"`
+	BackoffMax   time.Duration `yaml:"backoff_max"`
+	DedupeWindow time.Duration `yaml:"dedupe_window"`
+	// DefaultTTL is applied to jobs that carry no deadline of their own; 0 means none.
+	DefaultTTL  time.Duration `yaml:"default_ttl"`
+	SmallDevice bool          `yaml:"small_device"`
+}
+
+// WorkerConfig tunes the single inference worker.
+type WorkerConfig struct {
+	// JobTimeout bounds one inference run; a run past it kills the engine child.
+	JobTimeout time.Duration `yaml:"job_timeout"`
+}
+
+// ModelConfig describes the model and how to feed it and read it.
+type ModelConfig struct {
+	Path           string     `yaml:"path"`
+	Labels         string     `yaml:"labels"`
+	Kind           string     `yaml:"kind"` // classification, detection, raw
+	TopK           int        `yaml:"top_k"`
+	ScoreThreshold float32    `yaml:"score_threshold"`
+	Normalize      string     `yaml:"normalize"` // 0_1, -1_1, mean_std, none
+	Mean           [3]float32 `yaml:"mean"`
+	Std            [3]float32 `yaml:"std"`
+	Threads        int        `yaml:"threads"`
+	Delegate       string     `yaml:"delegate"`
+	// DelegateOptions are passed to the external delegate as key/value pairs.
+	DelegateOptions map[string]string `yaml:"delegate_options"`
+	MaxPixels       int64             `yaml:"max_pixels"`
+	// Reload watches the model file and swaps in a changed model between jobs.
+	Reload bool `yaml:"reload"`
+}
+
+// RuntimeConfig says where the TFLite runtime is.
+type RuntimeConfig struct {
+	// Library is the TFLite C library to dlopen (for example libtensorflowlite_c.so).
+	Library string `yaml:"library"`
+	// Dir is a runtime closure made by packaging/fetch-tflite-runtime.sh: the engine child
+	// runs under that closure's own dynamic loader.
+	Dir string `yaml:"dir"`
+}
+
+// SpoolSource gives a spool sub-directory (a camera) its priority.
+type SpoolSource struct {
+	Name     string `yaml:"name"`
+	Priority int    `yaml:"priority"`
+}
+
+// SpoolConfig configures the directory watcher.
+type SpoolConfig struct {
+	Enabled         bool          `yaml:"enabled"`
+	Dir             string        `yaml:"dir"`
+	DoneDir         string        `yaml:"done_dir"` // empty: delete processed files
+	FailedDir       string        `yaml:"failed_dir"`
+	DefaultSource   string        `yaml:"default_source"`
+	DefaultPriority int           `yaml:"default_priority"`
+	Sources         []SpoolSource `yaml:"sources"`
+	MaxFileSize     ByteSize      `yaml:"max_file_size"`
+	SettleTime      time.Duration `yaml:"settle_time"`
+	RescanInterval  time.Duration `yaml:"rescan_interval"`
+	Extensions      []string      `yaml:"extensions"`
+}
+
+// MQTTConfig configures the broker connection, ingest, and the embedded broker.
+type MQTTConfig struct {
+	Enabled bool `yaml:"enabled"`
+	// Broker is "external" (connect to Brokers) or "embedded" (run one on Embedded.Listen
+	// and connect to it).
+	Broker         string        `yaml:"broker"`
+	Brokers        []string      `yaml:"brokers"`
+	ClientID       string        `yaml:"client_id"`
+	Username       string        `yaml:"username"`
+	PasswordFile   string        `yaml:"password_file"`
+	TLS            MQTTTLSConfig `yaml:"tls"`
+	Prefix         string        `yaml:"prefix"`
+	KeepAlive      time.Duration `yaml:"keepalive"`
+	ConnectTimeout time.Duration `yaml:"connect_timeout"`
+	ReconnectMax   time.Duration `yaml:"reconnect_max"`
+	Ingest         IngestConfig  `yaml:"ingest"`
+	Embedded       EmbeddedMQTT  `yaml:"embedded"`
+}
+
+// MQTTTLSConfig holds TLS material paths.
+type MQTTTLSConfig struct {
+	CAFile             string `yaml:"ca_file"`
+	CertFile           string `yaml:"cert_file"`
+	KeyFile            string `yaml:"key_file"`
+	ServerName         string `yaml:"server_name"`
+	InsecureSkipVerify bool   `yaml:"insecure_skip_verify"`
+}
+
+// IngestConfig configures MQTT image ingest.
+type IngestConfig struct {
+	Enabled         bool           `yaml:"enabled"`
+	Filters         []string       `yaml:"filters"`
+	MaxPayload      ByteSize       `yaml:"max_payload"`
+	DefaultPriority int            `yaml:"default_priority"`
+	SourcePriority  map[string]int `yaml:"source_priority"`
+}
+
+// EmbeddedMQTT configures the broker inferq can run itself.
+type EmbeddedMQTT struct {
+	Listen string `yaml:"listen"`
+}
+
+// HealthConfig configures the health document.
+type HealthConfig struct {
+	Interval time.Duration `yaml:"interval"`
+}
+
+// DefaultConfig returns the configuration inferq runs with when a file sets nothing.
+func DefaultConfig() Config {
+	return Config{
+		StateDir:      "/var/lib/inferq",
+		ControlSocket: "/run/inferq/control.sock",
+		Log:           LogConfig{Level: "info", Format: "auto"},
+		Queue: QueueConfig{
+			MaxJobs:      100000,
+			MaxBytes:     2 << 30,
+			MaxAttempts:  5,
+			LeaseTimeout: 5 * time.Minute,
+			BackoffBase:  time.Second,
+			BackoffMax:   5 * time.Minute,
+			DedupeWindow: 24 * time.Hour,
+			SmallDevice:  true,
+		},
+		Worker: WorkerConfig{JobTimeout: 30 * time.Second},
+		Model: ModelConfig{
+			Kind:           "classification",
+			TopK:           5,
+			ScoreThreshold: 0.5,
+			Normalize:      "0_1",
+			Std:            [3]float32{1, 1, 1},
+			Threads:        2,
+			MaxPixels:      50_000_000,
+			Reload:         true,
+		},
+		Spool: SpoolConfig{
+			Enabled:        true,
+			Dir:            "/var/spool/inferq/incoming",
+			FailedDir:      "/var/spool/inferq/failed",
+			DefaultSource:  "spool",
+			MaxFileSize:    64 << 20,
+			SettleTime:     2 * time.Second,
+			RescanInterval: time.Minute,
+			Extensions:     []string{".jpg", ".jpeg", ".png"},
+		},
+		MQTT: MQTTConfig{
+			Enabled:        true,
+			Broker:         "external",
+			Brokers:        []string{"tcp://127.0.0.1:1883"},
+			Prefix:         "inferq",
+			KeepAlive:      30 * time.Second,
+			ConnectTimeout: 10 * time.Second,
+			ReconnectMax:   time.Minute,
+			Ingest:         IngestConfig{Enabled: true, MaxPayload: 16 << 20},
+			Embedded:       EmbeddedMQTT{Listen: "127.0.0.1:1883"},
+		},
+		Health: HealthConfig{Interval: 30 * time.Second},
+	}
+}
+
+// LoadConfig reads a YAML file over DefaultConfig. Unknown fields are errors, so a typo
+// is reported instead of silently ignored. Relative paths in the file are resolved
+// against the file's directory. The result is not yet validated.
+func LoadConfig(path string) (Config, error) {
+	cfg := DefaultConfig()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return cfg, fmt.Errorf("cannot read config: %w", err)
+	}
+	if err := decodeConfig(data, &cfg); err != nil {
+		return cfg, fmt.Errorf("cannot parse config %s: %w", path, err)
+	}
+	cfg.resolvePaths(filepath.Dir(path))
+	return cfg, nil
+}
+
+func decodeConfig(data []byte, cfg *Config) error {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	// An empty file (io.EOF) means "no overrides".
+	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	return nil
+}
+
+func (c *Config) resolvePaths(base string) {
+	for _, p := range []*string{
+		&c.StateDir, &c.ControlSocket, &c.Model.Path, &c.Model.Labels, &c.Model.Delegate,
+		&c.Runtime.Library, &c.Runtime.Dir, &c.Spool.Dir, &c.Spool.DoneDir, &c.Spool.FailedDir,
+		&c.MQTT.PasswordFile, &c.MQTT.TLS.CAFile, &c.MQTT.TLS.CertFile, &c.MQTT.TLS.KeyFile,
+	} {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(base, *p)
+		}
+	}
+}
+
+// FieldError names the configuration field and the value that is wrong with it.
+type FieldError struct {
+	Field string
+	Value any
+	Why   string
+}
+
+func (e *FieldError) Error() string {
+	return fmt.Sprintf("config field %s = %v: %s", e.Field, e.Value, e.Why)
+}
+
+var topicLevel = regexp.MustCompile(`^[^/#+\x00]+$`)
+
+// Validate reports every invalid field, each naming the field and its value.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(field string, value any, why string) {
+		errs = append(errs, &FieldError{Field: field, Value: value, Why: why})
+	}
+	if c.Node != "" && !topicLevel.MatchString(c.Node) {
+		bad("node", strconv.Quote(c.Node), "must be one MQTT topic level (no '/', '+', '#')")
+	}
+	if c.StateDir == "" {
+		bad("state_dir", `""`, "must be set")
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level", strconv.Quote(c.Log.Level), "must be debug, info, warn or error")
+	}
+	switch c.Log.Format {
+	case "auto", "json", "text":
+	default:
+		bad("log.format", strconv.Quote(c.Log.Format), "must be auto, json or text")
+	}
+	q := c.Queue
+	positive := func(field string, v int64) {
+		if v <= 0 {
+			bad(field, v, "must be greater than 0")
+		}
+	}
+	positive("queue.max_jobs", int64(q.MaxJobs))
+	positive("queue.max_bytes", int64(q.MaxBytes))
+	positive("queue.max_attempts", int64(q.MaxAttempts))
+	positive("queue.lease_timeout", int64(q.LeaseTimeout))
+	positive("queue.backoff_base", int64(q.BackoffBase))
+	if q.BackoffMax < q.BackoffBase {
+		bad("queue.backoff_max", q.BackoffMax, "must be at least queue.backoff_base")
+	}
+	if q.DefaultTTL < 0 {
+		bad("queue.default_ttl", q.DefaultTTL, "must not be negative")
+	}
+	positive("worker.job_timeout", int64(c.Worker.JobTimeout))
+	if c.Worker.JobTimeout >= q.LeaseTimeout {
+		bad("worker.job_timeout", c.Worker.JobTimeout, "must be shorter than queue.lease_timeout")
+	}
+	m := c.Model
+	if m.Path == "" {
+		bad("model.path", `""`, "must name a .tflite model file")
+	}
+	switch m.Kind {
+	case "classification", "detection", "raw":
+	default:
+		bad("model.kind", strconv.Quote(m.Kind), "must be classification, detection or raw")
+	}
+	if m.TopK < 1 {
+		bad("model.top_k", m.TopK, "must be at least 1")
+	}
+	if m.ScoreThreshold < 0 || m.ScoreThreshold > 1 {
+		bad("model.score_threshold", m.ScoreThreshold, "must be between 0 and 1")
+	}
+	switch m.Normalize {
+	case "0_1", "-1_1", "none":
+	case "mean_std":
+		for i, s := range m.Std {
+			if s == 0 {
+				bad(fmt.Sprintf("model.std[%d]", i), s, "must not be 0 with normalize mean_std")
+			}
+		}
+	default:
+		bad("model.normalize", strconv.Quote(m.Normalize), "must be 0_1, -1_1, mean_std or none")
+	}
+	if m.Threads < 1 || m.Threads > 64 {
+		bad("model.threads", m.Threads, "must be between 1 and 64")
+	}
+	positive("model.max_pixels", m.MaxPixels)
+	s := c.Spool
+	if s.Enabled {
+		if s.Dir == "" {
+			bad("spool.dir", `""`, "must be set when spool.enabled")
+		}
+		if s.FailedDir == "" {
+			bad("spool.failed_dir", `""`, "must be set when spool.enabled")
+		}
+		if !topicLevel.MatchString(s.DefaultSource) {
+			bad("spool.default_source", strconv.Quote(s.DefaultSource), "must be one MQTT topic level")
+		}
+		checkPriority := func(field string, p int) {
+			if p < 0 || p > 9 {
+				bad(field, p, "must be between 0 and 9")
+			}
+		}
+		checkPriority("spool.default_priority", s.DefaultPriority)
+		seen := map[string]bool{}
+		for i, src := range s.Sources {
+			f := fmt.Sprintf("spool.sources[%d]", i)
+			if !topicLevel.MatchString(src.Name) || strings.HasPrefix(src.Name, ".") {
+				bad(f+".name", strconv.Quote(src.Name), "must be a plain directory name and one MQTT topic level")
+			}
+			if seen[src.Name] {
+				bad(f+".name", strconv.Quote(src.Name), "is listed twice")
+			}
+			seen[src.Name] = true
+			checkPriority(f+".priority", src.Priority)
+		}
+		positive("spool.max_file_size", int64(s.MaxFileSize))
+		positive("spool.settle_time", int64(s.SettleTime))
+		positive("spool.rescan_interval", int64(s.RescanInterval))
+	}
+	mq := c.MQTT
+	if mq.Enabled {
+		switch mq.Broker {
+		case "external":
+			if len(mq.Brokers) == 0 {
+				bad("mqtt.brokers", "[]", "must list at least one broker URL with mqtt.broker external")
+			}
+			for i, b := range mq.Brokers {
+				if !strings.Contains(b, "://") {
+					bad(fmt.Sprintf("mqtt.brokers[%d]", i), strconv.Quote(b), "must be a URL such as tcp://host:1883, ssl://host:8883 or ws://host/mqtt")
+				}
+			}
+		case "embedded":
+			if mq.Embedded.Listen == "" {
+				bad("mqtt.embedded.listen", `""`, "must be host:port with mqtt.broker embedded")
+			}
+		default:
+			bad("mqtt.broker", strconv.Quote(mq.Broker), "must be external or embedded")
+		}
+		if !topicLevel.MatchString(mq.Prefix) {
+			bad("mqtt.prefix", strconv.Quote(mq.Prefix), "must be one MQTT topic level")
+		}
+		positive("mqtt.keepalive", int64(mq.KeepAlive))
+		positive("mqtt.connect_timeout", int64(mq.ConnectTimeout))
+		positive("mqtt.reconnect_max", int64(mq.ReconnectMax))
+		if (mq.TLS.CertFile == "") != (mq.TLS.KeyFile == "") {
+			bad("mqtt.tls.cert_file", strconv.Quote(mq.TLS.CertFile), "cert_file and key_file go together")
+		}
+		if mq.Ingest.Enabled {
+			positive("mqtt.ingest.max_payload", int64(mq.Ingest.MaxPayload))
+			if p := mq.Ingest.DefaultPriority; p < 0 || p > 9 {
+				bad("mqtt.ingest.default_priority", p, "must be between 0 and 9")
+			}
+			for src, p := range mq.Ingest.SourcePriority {
+				if p < 0 || p > 9 {
+					bad("mqtt.ingest.source_priority."+src, p, "must be between 0 and 9")
+				}
+			}
+		}
+	}
+	if c.Health.Interval < time.Second {
+		bad("health.interval", c.Health.Interval, "must be at least 1s")
+	}
+	for _, f := range []struct{ field, path string }{
+		{"model.labels", m.Labels}, {"mqtt.password_file", mq.PasswordFile},
+		{"mqtt.tls.ca_file", mq.TLS.CAFile}, {"mqtt.tls.cert_file", mq.TLS.CertFile},
+		{"mqtt.tls.key_file", mq.TLS.KeyFile},
+	} {
+		if f.path == "" {
+			continue
+		}
+		if _, err := os.Stat(f.path); err != nil {
+			bad(f.field, strconv.Quote(f.path), "cannot be read: "+unwrapPathError(err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func unwrapPathError(err error) string {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err.Error()
+	}
+	return err.Error()
+}
+
+// ByteSize is a size in bytes that YAML may give as a number or as "64MiB", "2GB", "512k".
+type ByteSize int64
+
+// UnmarshalYAML accepts plain integers and integers with a unit suffix.
+func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
+	v, err := ParseByteSize(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	*b = v
+	return nil
+}
+
+// MarshalYAML writes the size as a plain number of bytes.
+func (b ByteSize) MarshalYAML() (any, error) { return int64(b), nil }
+
+var sizeUnits = map[string]int64{
+	"": 1, "b": 1,
+	"k": 1 << 10, "kb": 1000, "kib": 1 << 10,
+	"m": 1 << 20, "mb": 1000 * 1000, "mib": 1 << 20,
+	"g": 1 << 30, "gb": 1000 * 1000 * 1000, "gib": 1 << 30,
+}
+
+// ParseByteSize parses "1048576", "64MiB", "2 GB" and the like.
+func ParseByteSize(s string) (ByteSize, error) {
+	t := strings.TrimSpace(s)
+	i := 0
+	for i < len(t) && t[i] >= '0' && t[i] <= '9' {
+		i++
+	}
+	n, err := strconv.ParseInt(t[:i], 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("cannot parse size %q: want a number with an optional unit (KiB, MiB, GiB, KB, MB, GB)", s)
+	}
+	mult, ok := sizeUnits[strings.ToLower(strings.TrimSpace(t[i:]))]
+	if !ok {
+		return 0, fmt.Errorf("cannot parse size %q: unknown unit %q", s, strings.TrimSpace(t[i:]))
+	}
+	if n > (1<<62)/mult {
+		return 0, fmt.Errorf("cannot parse size %q: too large", s)
+	}
+	return ByteSize(n * mult), nil
+}

@@ -1,0 +1,240 @@
+package daemon
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/inferq/inferq/queue"
+)
+
+// The control API is HTTP on a unix socket (mode 0660), for the inferq CLI on the same box:
+//
+//	GET  /v1/health               the current health document
+//	GET  /v1/dead?limit=N         dead-lettered jobs with their reasons
+//	POST /v1/dead/retry           {"ids":[...]} or {"all":true}: back to the queue, attempts reset
+//	POST /v1/dead/purge           {"ids":[...]} or {"all":true}: delete for good
+//	POST /v1/reload               swap in the model file's current content before the next job
+type controlServer struct {
+	path string
+	ln   net.Listener
+	srv  *http.Server
+	log  *slog.Logger
+}
+
+// DeadRequest selects dead jobs for retry or purge.
+type DeadRequest struct {
+	IDs []string `json:"ids,omitempty"`
+	All bool     `json:"all,omitempty"`
+}
+
+// DeadResponse says how many jobs a retry or purge touched.
+type DeadResponse struct {
+	Count int `json:"count"`
+}
+
+// DeadEntry is one dead-lettered job as the control API lists it.
+type DeadEntry struct {
+	ID         string            `json:"id"`
+	Source     string            `json:"source"`
+	Priority   int               `json:"priority"`
+	Attempts   int               `json:"attempts"`
+	Reason     string            `json:"reason"`
+	EnqueuedAt time.Time         `json:"enqueued_at"`
+	DiedAt     time.Time         `json:"died_at"`
+	Metadata   map[string]string `json:"metadata,omitempty"`
+}
+
+func listenControl(path string, d *Daemon, log *slog.Logger) (*controlServer, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return nil, fmt.Errorf("cannot create control socket directory: %w", err)
+	}
+	// A socket left by a killed process would make Listen fail; nobody listens on it.
+	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSocket != 0 {
+		if c, err := net.Dial("unix", path); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("cannot listen on control socket %s: another inferq is running", path)
+		}
+		_ = os.Remove(path)
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("cannot listen on control socket: %w", err)
+	}
+	if err := os.Chmod(path, 0o660); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("cannot set control socket mode: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/health", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, d.Health())
+	})
+	mux.HandleFunc("GET /v1/dead", func(w http.ResponseWriter, r *http.Request) {
+		limit := 100
+		if s := r.URL.Query().Get("limit"); s != "" {
+			n, err := strconv.Atoi(s)
+			if err != nil || n < 1 {
+				writeError(w, http.StatusBadRequest, fmt.Errorf("limit %q: want a positive number", s))
+				return
+			}
+			limit = n
+		}
+		dead, err := d.q.ListDead(limit)
+		if err != nil {
+			writeError(w, http.StatusInternalServerError, err)
+			return
+		}
+		out := make([]DeadEntry, 0, len(dead))
+		for _, j := range dead {
+			out = append(out, DeadEntry{ID: j.Job.ID, Source: j.Job.Source, Priority: j.Job.Priority, Attempts: j.Job.Attempt,
+				Reason: j.Reason, EnqueuedAt: j.Job.EnqueuedAt, DiedAt: j.DiedAt, Metadata: j.Job.Meta})
+		}
+		writeJSON(w, http.StatusOK, out)
+	})
+	deadOp := func(op func(ctx context.Context, ids []string) (int, error)) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			var req DeadRequest
+			if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&req); err != nil {
+				writeError(w, http.StatusBadRequest, fmt.Errorf("cannot parse request: %w", err))
+				return
+			}
+			if req.All == (len(req.IDs) > 0) {
+				writeError(w, http.StatusBadRequest, errors.New(`give either "ids" or "all": true`))
+				return
+			}
+			n, err := op(r.Context(), req.IDs)
+			if err != nil {
+				writeError(w, http.StatusInternalServerError, err)
+				return
+			}
+			d.pokeHealth()
+			writeJSON(w, http.StatusOK, DeadResponse{Count: n})
+		}
+	}
+	mux.HandleFunc("POST /v1/dead/retry", deadOp(func(ctx context.Context, ids []string) (int, error) {
+		if len(ids) == 0 {
+			all, err := allDeadIDs(d.q)
+			if err != nil {
+				return 0, err
+			}
+			ids = all
+		}
+		return d.q.RetryDead(ctx, ids...)
+	}))
+	mux.HandleFunc("POST /v1/dead/purge", deadOp(func(ctx context.Context, ids []string) (int, error) {
+		return d.q.PurgeDead(ids...)
+	}))
+	mux.HandleFunc("POST /v1/reload", func(w http.ResponseWriter, r *http.Request) {
+		d.Reload()
+		writeJSON(w, http.StatusAccepted, map[string]string{"status": "reload requested"})
+	})
+	return &controlServer{path: path, ln: ln, log: log,
+		srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}}, nil
+}
+
+func allDeadIDs(q *queue.Queue) ([]string, error) {
+	dead, err := q.ListDead(1 << 30)
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]string, len(dead))
+	for i, j := range dead {
+		ids[i] = j.Job.ID
+	}
+	return ids, nil
+}
+
+func (c *controlServer) Run(ctx context.Context) error {
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = c.srv.Shutdown(sctx)
+	}()
+	if err := c.srv.Serve(c.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("cannot serve control API: %w", err)
+	}
+	return nil
+}
+
+func (c *controlServer) Close() error {
+	err := c.srv.Close()
+	_ = os.Remove(c.path)
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+func writeError(w http.ResponseWriter, code int, err error) {
+	writeJSON(w, code, map[string]string{"error": err.Error()})
+}
+
+// ControlClient talks to a running daemon's control socket.
+type ControlClient struct {
+	hc *http.Client
+}
+
+// NewControlClient returns a client for the control socket at path.
+func NewControlClient(path string) *ControlClient {
+	return &ControlClient{hc: &http.Client{
+		Timeout: 10 * time.Second,
+		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", path)
+		}},
+	}}
+}
+
+// Do sends a request and decodes the JSON answer into out (which may be nil).
+func (c *ControlClient) Do(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return fmt.Errorf("cannot encode request: %w", err)
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://inferq"+path, body)
+	if err != nil {
+		return fmt.Errorf("cannot build request: %w", err)
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("cannot reach inferq (is it running?): %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		var e struct {
+			Error string `json:"error"`
+		}
+		_ = json.NewDecoder(resp.Body).Decode(&e)
+		return fmt.Errorf("inferq answered %s: %s", resp.Status, e.Error)
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("cannot decode answer: %w", err)
+	}
+	return nil
+}

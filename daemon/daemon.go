@@ -1,0 +1,446 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+
+	"github.com/inferq/inferq/infer"
+	"github.com/inferq/inferq/queue"
+	"github.com/inferq/inferq/systemd"
+	"github.com/inferq/inferq/transport/mqtt"
+	"github.com/inferq/inferq/transport/spool"
+)
+
+// Options are the daemon's dependencies that do not come from the configuration file.
+type Options struct {
+	Version string
+	// EngineCommand starts the engine child, e.g. [os.Executable(), "engine-child"].
+	EngineCommand []string
+	Logger        *slog.Logger
+	// Notifier talks to systemd; nil means a notifier reading NOTIFY_SOCKET.
+	Notifier *systemd.Notifier
+	Now      func() time.Time
+}
+
+// Daemon wires the queue, the engine, the sources and the publisher together.
+type Daemon struct {
+	cfg  Config
+	opts Options
+	log  *slog.Logger
+	now  func() time.Time
+	node string
+
+	q       *queue.Queue
+	eng     *infer.Supervisor
+	watcher *spool.Watcher
+	broker  *mqtt.EmbeddedBroker
+	client  *mqtt.Client
+	worker  *worker
+	control *controlServer
+	notify  *systemd.Notifier
+
+	startedAt time.Time
+	seq       atomic.Uint64
+	poke      chan struct{}
+
+	healthMu sync.Mutex
+	health   Health
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New checks the configuration and prepares a daemon; nothing is opened yet.
+func New(cfg Config, opts Options) (*Daemon, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if opts.Logger == nil {
+		return nil, errors.New("daemon: Options.Logger is required")
+	}
+	if len(opts.EngineCommand) == 0 {
+		return nil, errors.New("daemon: Options.EngineCommand is required")
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Notifier == nil {
+		opts.Notifier = systemd.NewNotifier(opts.Logger)
+	}
+	node := cfg.Node
+	if node == "" {
+		node = hostNode()
+	}
+	return &Daemon{cfg: cfg, opts: opts, log: opts.Logger, now: opts.Now, node: node,
+		notify: opts.Notifier, poke: make(chan struct{}, 1)}, nil
+}
+
+var notTopicChars = regexp.MustCompile(`[^A-Za-z0-9._-]`)
+
+func hostNode() string {
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		return "inferq"
+	}
+	return notTopicChars.ReplaceAllString(h, "_")
+}
+
+// Node is the node id used in topics.
+func (d *Daemon) Node() string { return d.node }
+
+// Open creates the state directories, recovers the queue, starts the engine child and
+// loads the model, and opens the sources, the broker connection and the control socket.
+// The broker may be unreachable: the box works offline and results wait in the outbox.
+func (d *Daemon) Open(ctx context.Context) error {
+	d.startedAt = d.now()
+	cfg := d.cfg
+	if err := os.MkdirAll(cfg.StateDir, 0o750); err != nil {
+		return fmt.Errorf("cannot create state_dir: %w", err)
+	}
+	qopts := queue.DefaultOptions(filepath.Join(cfg.StateDir, "queue"))
+	qopts.MaxJobs = cfg.Queue.MaxJobs
+	qopts.MaxBytes = int64(cfg.Queue.MaxBytes)
+	qopts.MaxAttempts = cfg.Queue.MaxAttempts
+	qopts.LeaseTimeout = cfg.Queue.LeaseTimeout
+	qopts.BackoffBase = cfg.Queue.BackoffBase
+	qopts.BackoffMax = cfg.Queue.BackoffMax
+	qopts.DedupeWindow = cfg.Queue.DedupeWindow
+	qopts.SmallDevice = cfg.Queue.SmallDevice
+	qopts.Now = d.now
+	qopts.Logger = d.log.With("component", "queue")
+	qopts.OnExpired = d.expiredMessages
+	q, err := queue.Open(qopts)
+	if err != nil {
+		return fmt.Errorf("cannot open queue: %w", err)
+	}
+	d.q = q
+
+	eng, err := infer.NewSupervisor(infer.SupervisorConfig{
+		Command: d.opts.EngineCommand,
+		Runtime: infer.RuntimeConfig{Library: cfg.Runtime.Library, RuntimeDir: cfg.Runtime.Dir},
+		Model: infer.ModelConfig{
+			Path: cfg.Model.Path, Labels: cfg.Model.Labels, Kind: cfg.Model.Kind, TopK: cfg.Model.TopK,
+			ScoreThreshold: cfg.Model.ScoreThreshold, Normalize: cfg.Model.Normalize,
+			Mean: cfg.Model.Mean, Std: cfg.Model.Std, Threads: cfg.Model.Threads,
+			Delegate: cfg.Model.Delegate, DelegateOptions: cfg.Model.DelegateOptions, MaxPixels: cfg.Model.MaxPixels,
+		},
+		Logger: d.log.With("component", "engine"),
+	})
+	if err != nil {
+		return fmt.Errorf("cannot configure engine: %w", err)
+	}
+	d.eng = eng
+	if err := eng.Open(ctx); err != nil {
+		return fmt.Errorf("cannot start engine: %w", err)
+	}
+	info := eng.Info()
+	d.log.Info("model loaded", "model", info.Name, "sha256", info.SHA256, "runtime", info.Runtime)
+
+	if cfg.Spool.Enabled {
+		if err := d.openSpool(); err != nil {
+			return err
+		}
+	}
+	if cfg.MQTT.Enabled {
+		if err := d.openMQTT(ctx); err != nil {
+			return err
+		}
+	}
+	var events func([]byte)
+	var arch archiver
+	if d.client != nil {
+		events = d.client.PublishEvent
+	}
+	if d.watcher != nil {
+		arch = d.watcher
+	}
+	d.worker = newWorker(q, &engineAdapter{eng}, arch, events, d.node, cfg.Worker.JobTimeout, cfg.Queue.MaxAttempts, d.now, d.log.With("component", "worker"))
+	d.worker.beat()
+
+	if cfg.ControlSocket != "" {
+		c, err := listenControl(cfg.ControlSocket, d, d.log.With("component", "control"))
+		if err != nil {
+			return err
+		}
+		d.control = c
+	}
+	return nil
+}
+
+func (d *Daemon) openSpool() error {
+	sc := d.cfg.Spool
+	src := make([]spool.SourceConfig, 0, len(sc.Sources))
+	for _, s := range sc.Sources {
+		src = append(src, spool.SourceConfig{Name: s.Name, Priority: s.Priority})
+	}
+	w, err := spool.New(spool.Config{
+		Dir: sc.Dir, ClaimDir: filepath.Join(d.cfg.StateDir, "claimed"), DoneDir: sc.DoneDir, FailedDir: sc.FailedDir,
+		DefaultSource: sc.DefaultSource, DefaultPriority: sc.DefaultPriority, Sources: src,
+		MaxFileSize: int64(sc.MaxFileSize), SettleTime: sc.SettleTime, RescanInterval: sc.RescanInterval,
+		Extensions: sc.Extensions,
+	}, &spoolSink{d: d}, d.log.With("component", "spool"))
+	if err != nil {
+		return fmt.Errorf("cannot configure spool: %w", err)
+	}
+	d.watcher = w
+	if err := w.Open(); err != nil {
+		return fmt.Errorf("cannot open spool: %w", err)
+	}
+	return nil
+}
+
+func (d *Daemon) openMQTT(ctx context.Context) error {
+	mc := d.cfg.MQTT
+	brokers := mc.Brokers
+	if mc.Broker == "embedded" {
+		b, err := mqtt.NewEmbeddedBroker(mqtt.BrokerConfig{Listen: mc.Embedded.Listen, Username: mc.Username, PasswordFile: mc.PasswordFile}, d.log.With("component", "broker"))
+		if err != nil {
+			return fmt.Errorf("cannot configure embedded broker: %w", err)
+		}
+		d.broker = b
+		if err := b.Open(); err != nil {
+			return fmt.Errorf("cannot open embedded broker: %w", err)
+		}
+		brokers = []string{"tcp://" + b.Addr()}
+	}
+	clientID := mc.ClientID
+	if clientID == "" {
+		clientID = "inferq-" + d.node
+	}
+	c, err := mqtt.New(mqtt.Config{
+		Brokers: brokers, ClientID: clientID, Username: mc.Username, PasswordFile: mc.PasswordFile,
+		TLS: mqtt.TLSConfig{CAFile: mc.TLS.CAFile, CertFile: mc.TLS.CertFile, KeyFile: mc.TLS.KeyFile,
+			ServerName: mc.TLS.ServerName, InsecureSkipVerify: mc.TLS.InsecureSkipVerify},
+		Prefix: mc.Prefix, Node: d.node, KeepAlive: mc.KeepAlive, ConnectTimeout: mc.ConnectTimeout,
+		ReconnectMax: mc.ReconnectMax, IngestEnabled: mc.Ingest.Enabled, IngestFilters: mc.Ingest.Filters,
+		MaxPayload: int(mc.Ingest.MaxPayload), DefaultPriority: mc.Ingest.DefaultPriority,
+		SourcePriority: mc.Ingest.SourcePriority,
+	}, &outboxAdapter{q: d.q}, &ingestSink{d: d}, d.log.With("component", "mqtt"))
+	if err != nil {
+		return fmt.Errorf("cannot configure mqtt: %w", err)
+	}
+	d.client = c
+	if err := c.Open(ctx); err != nil {
+		return fmt.Errorf("cannot open mqtt: %w", err)
+	}
+	return nil
+}
+
+// Run runs every loop until ctx is cancelled or one of them fails, then stops them all.
+// It tells systemd READY=1 once running, STATUS= with each health document, WATCHDOG=1
+// while the daemon's own loops are alive, and STOPPING=1 on the way out.
+func (d *Daemon) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	var firstErr error
+	var errOnce sync.Once
+	start := func(name string, run func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := run(ctx); err != nil && ctx.Err() == nil {
+				errOnce.Do(func() { firstErr = fmt.Errorf("%s stopped: %w", name, err) })
+				d.log.Error("component stopped", "component", name, "err", err)
+				cancel()
+			}
+		}()
+	}
+	start("queue", d.q.Run)
+	start("worker", d.worker.Run)
+	if d.watcher != nil {
+		start("spool", d.watcher.Run)
+	}
+	if d.broker != nil {
+		start("broker", d.broker.Run)
+	}
+	if d.client != nil {
+		start("mqtt", d.client.Run)
+	}
+	if d.control != nil {
+		start("control", d.control.Run)
+	}
+	if d.cfg.Model.Reload {
+		start("model-watch", d.watchModel)
+	}
+	start("health", d.healthLoop)
+	start("watchdog", func(ctx context.Context) error { d.notify.Run(ctx, d.alive); return nil })
+
+	d.notify.Ready()
+	d.log.Info("inferq running", "node", d.node, "version", d.opts.Version)
+	<-ctx.Done()
+	d.notify.Stopping()
+	d.log.Info("inferq stopping")
+	wg.Wait()
+	return firstErr
+}
+
+// alive is the watchdog's check: the daemon's own loops, not the engine's runs.
+func (d *Daemon) alive() error {
+	return d.worker.Alive()
+}
+
+// Close stops and releases everything in reverse order of Open. It is safe after a
+// partial Open and safe to call twice.
+func (d *Daemon) Close() error {
+	d.closeOnce.Do(func() {
+		var errs []error
+		if d.control != nil {
+			errs = append(errs, d.control.Close())
+		}
+		if d.client != nil {
+			errs = append(errs, d.client.Close())
+		}
+		if d.broker != nil {
+			errs = append(errs, d.broker.Close())
+		}
+		if d.watcher != nil {
+			errs = append(errs, d.watcher.Close())
+		}
+		if d.eng != nil {
+			errs = append(errs, d.eng.Close())
+		}
+		if d.q != nil {
+			errs = append(errs, d.q.Close())
+		}
+		d.closeErr = errors.Join(errs...)
+	})
+	return d.closeErr
+}
+
+// pokeHealth asks for a health document now (a state changed).
+func (d *Daemon) pokeHealth() {
+	select {
+	case d.poke <- struct{}{}:
+	default:
+	}
+}
+
+func (d *Daemon) healthLoop(ctx context.Context) error {
+	t := time.NewTicker(d.cfg.Health.Interval)
+	defer t.Stop()
+	var lastKey string
+	for {
+		h := d.refreshHealth()
+		// A state change (status, problems, connection) is published at once; otherwise
+		// the document goes out on the ticker.
+		key := h.Status + strings.Join(h.Problems, "|")
+		if d.client != nil {
+			d.client.SetHealth(mustHealthJSON(h))
+		}
+		d.notify.Status(fmt.Sprintf("%s: %d queued, %d leased, %d dead, outbox %d, %d done", h.Status, h.Queue.Depth, h.Queue.Leased, h.Queue.Dead, h.Outbox.Depth, h.Jobs.Done))
+		if key != lastKey && lastKey != "" {
+			d.log.Info("health changed", "status", h.Status, "problems", strings.Join(h.Problems, "; "))
+		}
+		lastKey = key
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		case <-d.poke:
+		}
+	}
+}
+
+func mustHealthJSON(h Health) []byte {
+	b, _ := json.Marshal(h) // strings, numbers, times, maps of those
+	return b
+}
+
+// refreshHealth builds a new health document and keeps it for the control API.
+func (d *Daemon) refreshHealth() Health {
+	es := d.eng.Stats()
+	in := healthInputs{
+		seq: d.seq.Add(1), node: d.node, version: d.opts.Version, now: d.now(), startedAt: d.startedAt,
+		model:  d.eng.Info(),
+		engine: engineStats{Restarts: es.Restarts, Crashes: es.Crashes, Timeouts: es.Timeouts, LastError: es.LastError},
+		queue:  d.q.Stats(), worker: d.worker.snapshot(), disk: diskFree(d.cfg.StateDir), alive: d.alive(),
+	}
+	if d.client != nil {
+		s := d.client.Stats()
+		in.mqtt = &HealthMQTT{Connected: s.Connected, Reconnects: s.Reconnects, Published: s.Published, Rejected: s.Rejected, LastError: s.LastError}
+	}
+	if d.watcher != nil {
+		s := d.watcher.Stats()
+		in.spool = &HealthSpool{Taken: s.Taken, Refused: s.Refused, Pending: s.Pending, Overflows: s.Overflows, LastError: s.LastError}
+	}
+	h := buildHealth(in)
+	d.healthMu.Lock()
+	d.health = h
+	d.healthMu.Unlock()
+	return h
+}
+
+// Health returns a fresh health document.
+func (d *Daemon) Health() Health { return d.refreshHealth() }
+
+// Reload asks the worker to swap in the model file's current content before its next job.
+func (d *Daemon) Reload() { d.worker.reload.Store(true); d.pokeHealth() }
+
+// watchModel asks for a reload when the model file is written or replaced.
+func (d *Daemon) watchModel(ctx context.Context) error {
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		return fmt.Errorf("cannot watch model: %w", err)
+	}
+	defer w.Close()
+	dir, name := filepath.Split(d.cfg.Model.Path)
+	if err := w.Add(filepath.Clean(dir)); err != nil {
+		return fmt.Errorf("cannot watch model directory %s: %w", dir, err)
+	}
+	var debounce <-chan time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev, ok := <-w.Events:
+			if !ok {
+				return nil
+			}
+			if filepath.Base(ev.Name) == name && ev.Op&(fsnotify.Write|fsnotify.Create|fsnotify.Rename) != 0 {
+				debounce = time.After(500 * time.Millisecond)
+			}
+		case err, ok := <-w.Errors:
+			if !ok {
+				return nil
+			}
+			d.log.Warn("model watch", "err", err)
+		case <-debounce:
+			debounce = nil
+			d.log.Info("model file changed; reloading before the next job", "path", d.cfg.Model.Path)
+			d.Reload()
+		}
+	}
+}
+
+// expiredMessages are the outbox rows written when a job passes its deadline unrun.
+func (d *Daemon) expiredMessages(j queue.Job) []queue.OutboxMsg {
+	now := d.now()
+	msg := ResultMessage{JobID: j.ID, Node: d.node, Source: j.Source, Status: StatusExpired, Attempt: j.Attempt,
+		Priority: j.Priority, Metadata: j.Meta, ReceivedAt: j.EnqueuedAt, FinishedAt: now,
+		Error:   fmt.Sprintf("deadline %s passed before the job could run", j.Deadline.UTC().Format(time.RFC3339)),
+		Timings: JobTimings{QueuedMS: ms(now.Sub(j.EnqueuedAt)), TotalMS: ms(now.Sub(j.EnqueuedAt))}}
+	payload, _ := json.Marshal(msg)
+	ev := EventMessage{Event: EventExpired, JobID: j.ID, Node: d.node, Source: j.Source, At: now}
+	return []queue.OutboxMsg{{Topic: "results/" + j.Source, Payload: payload}, {Topic: "events", Payload: eventJSON(ev)}}
+}
+
+// deadline applies queue.default_ttl to a job that has no deadline of its own.
+func (d *Daemon) deadline(own time.Time) time.Time {
+	if own.IsZero() && d.cfg.Queue.DefaultTTL > 0 {
+		return d.now().Add(d.cfg.Queue.DefaultTTL)
+	}
+	return own
+}

@@ -1,0 +1,22 @@
+// Package daemon wires inferq together: configuration (defaults, load, validate), the
+// single worker loop, the retry and dead-letter policy, health, and the local control API.
+//
+// Guarantees:
+//   - A configuration error names the field and the bad value, and stops start-up before
+//     anything on disk is touched.
+//   - One job runs at a time. Its outcome — result row, lifecycle event, and the ack, retry
+//     or dead-letter of the job — is committed in one queue transaction, so a crash at any
+//     point either repeats the job or publishes its result, never neither.
+//   - A transient failure (engine crash, timeout, runtime error) is retried with backoff
+//     until queue.max_attempts; a permanent one (an image or output the model cannot take)
+//     is dead-lettered at once. Every dead or expired job still gets a result message with
+//     status "failed" or "expired" and the reason.
+//   - A job cut short by shutdown is left leased and runs again after restart, in its place.
+//   - Health is published at health.interval and at once when the state changes; it names
+//     every problem (queue full, broker away, reload failed, worker stuck) in words.
+//   - The systemd watchdog is fed only while the daemon's own loops are alive; a hung
+//     inference is the engine child's deadline's business, not the watchdog's.
+//
+// The packages queue, infer and transport never import each other; the small adapters in
+// adapters.go connect them.
+package daemon

@@ -1,0 +1,303 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/inferq/inferq/infer"
+	"github.com/inferq/inferq/queue"
+	"github.com/inferq/inferq/transport/spool"
+)
+
+// workQueue is what the worker needs from the durable queue.
+type workQueue interface {
+	Lease(ctx context.Context) (*queue.Lease, error)
+	Image(l *queue.Lease) ([]byte, error)
+	ImagePath(l *queue.Lease) (string, bool)
+	Ack(ctx context.Context, l *queue.Lease, out ...queue.OutboxMsg) error
+	Nack(ctx context.Context, l *queue.Lease, cause error, out ...queue.OutboxMsg) (bool, error)
+	Dead(ctx context.Context, l *queue.Lease, cause error, out ...queue.OutboxMsg) error
+}
+
+// engine runs the model; the worker is its only caller.
+type engine interface {
+	Run(ctx context.Context, image []byte) (*infer.Result, error)
+	Info() infer.ModelInfo
+	Reload(ctx context.Context) error
+}
+
+// archiver files a finished spool image into the done or failed directory.
+type archiver interface {
+	Archive(ctx context.Context, o spool.Outcome) error
+}
+
+// metaSpoolFile marks a job that came from the spool; its value is the original file name.
+const metaSpoolFile = "spool.file"
+
+// leasePoll bounds one blocking Lease call so the worker's heartbeat and pending model
+// reloads are looked at even while the queue is empty.
+const leasePoll = 2 * time.Second
+
+// worker leases one job at a time, runs it through the engine, and commits the outcome
+// (outbox rows included) in the queue's transaction.
+type worker struct {
+	q           workQueue
+	eng         engine
+	arch        archiver // nil without a spool
+	events      func([]byte)
+	node        string
+	jobTimeout  time.Duration
+	maxAttempts int
+	now         func() time.Time
+	log         *slog.Logger
+
+	reload    atomic.Bool  // set to swap in a changed model before the next job
+	heartbeat atomic.Int64 // unix nanos of the loop's last sign of life
+	busySince atomic.Int64 // unix nanos the current job started; 0 when idle
+
+	mu        sync.Mutex
+	stats     WorkerStats
+	latencies []time.Duration // ring of recent run durations
+	finishes  []time.Time     // ring of recent finish times, for the rate
+	next      int
+	reloadErr error
+}
+
+// WorkerStats counts outcomes since start.
+type WorkerStats struct {
+	Done, Retried, Dead uint64
+	LastError           string
+	LastErrorAt         time.Time
+}
+
+const latencyRing = 1024
+
+func newWorker(q workQueue, eng engine, arch archiver, events func([]byte), node string, jobTimeout time.Duration, maxAttempts int, now func() time.Time, log *slog.Logger) *worker {
+	if events == nil {
+		events = func([]byte) {}
+	}
+	return &worker{
+		q: q, eng: eng, arch: arch, events: events, node: node,
+		jobTimeout: jobTimeout, maxAttempts: maxAttempts, now: now, log: log,
+		latencies: make([]time.Duration, 0, latencyRing),
+		finishes:  make([]time.Time, 0, latencyRing),
+	}
+}
+
+// Run processes jobs until ctx is cancelled. A job interrupted by shutdown is left leased:
+// the queue releases it at the next Open, keeping its place.
+func (w *worker) Run(ctx context.Context) error {
+	for {
+		w.beat()
+		if ctx.Err() != nil {
+			return nil
+		}
+		if w.reload.Swap(false) {
+			w.doReload(ctx)
+		}
+		lctx, cancel := context.WithTimeout(ctx, leasePoll)
+		l, err := w.q.Lease(lctx)
+		cancel()
+		if err != nil {
+			if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+				continue
+			}
+			if errors.Is(err, queue.ErrClosed) {
+				return nil
+			}
+			w.noteError(fmt.Errorf("cannot lease: %w", err))
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		w.process(ctx, l)
+	}
+}
+
+func (w *worker) beat() { w.heartbeat.Store(w.now().UnixNano()) }
+
+// Alive reports an error when the loop has not shown life for longer than a job may
+// take, which means the daemon itself (not the engine child) is stuck.
+func (w *worker) Alive() error {
+	limit := w.jobTimeout + leasePoll + 30*time.Second
+	last := time.Unix(0, w.heartbeat.Load())
+	if age := w.now().Sub(last); age > limit {
+		return fmt.Errorf("worker loop silent for %s (limit %s)", age.Round(time.Second), limit)
+	}
+	return nil
+}
+
+func (w *worker) doReload(ctx context.Context) {
+	err := w.eng.Reload(ctx)
+	w.mu.Lock()
+	w.reloadErr = err
+	w.mu.Unlock()
+	if err != nil {
+		w.noteError(fmt.Errorf("cannot reload model, keeping the loaded one: %w", err))
+		return
+	}
+	info := w.eng.Info()
+	w.log.Info("model reloaded", "model", info.Name, "sha256", info.SHA256)
+}
+
+func (w *worker) process(ctx context.Context, l *queue.Lease) {
+	job := l.Job
+	start := w.now()
+	w.busySince.Store(start.UnixNano())
+	defer w.busySince.Store(0)
+	log := w.log.With("job", job.ID, "source", job.Source, "attempt", job.Attempt)
+	w.events(eventJSON(EventMessage{Event: EventStarted, JobID: job.ID, Node: w.node, Source: job.Source, At: start, Attempt: job.Attempt}))
+
+	img, err := w.q.Image(l)
+	var res *infer.Result
+	if err != nil {
+		err = fmt.Errorf("cannot read job image: %w", err)
+	} else {
+		rctx, cancel := context.WithTimeout(ctx, w.jobTimeout)
+		res, err = w.eng.Run(rctx, img)
+		cancel()
+	}
+	if ctx.Err() != nil {
+		// Shutting down: the run was cut short by us, not by the job. Leave the lease.
+		log.Info("job interrupted by shutdown; it runs again after restart")
+		return
+	}
+	end := w.now()
+	msg := ResultMessage{
+		JobID: job.ID, Node: w.node, Source: job.Source, Attempt: job.Attempt,
+		Priority: job.Priority, Metadata: job.Meta, ReceivedAt: job.EnqueuedAt,
+		StartedAt: &start, FinishedAt: end,
+		Timings: JobTimings{QueuedMS: ms(start.Sub(job.EnqueuedAt)), RunMS: ms(end.Sub(start)), TotalMS: ms(end.Sub(job.EnqueuedAt))},
+	}
+	info := w.eng.Info()
+	if info.SHA256 != "" {
+		msg.Model = &ModelRef{Name: info.Name, SHA256: info.SHA256}
+	}
+	var payload []byte
+	if err == nil {
+		msg.Status, msg.Output = StatusOK, res
+		payload, err = json.Marshal(msg)
+		if err != nil {
+			// NaN or Inf in a raw output: the result cannot be published as JSON.
+			err = fmt.Errorf("%w: cannot encode model output as JSON: %v", infer.ErrPermanent, err)
+			msg.Output = nil
+		}
+	}
+	if err == nil {
+		w.finish(ctx, l, log, false, "", end)
+		topic := "results/" + job.Source
+		if aerr := w.q.Ack(ctx, l, queue.OutboxMsg{Topic: topic, Payload: payload},
+			queue.OutboxMsg{Topic: "events", Payload: eventJSON(EventMessage{Event: EventDone, JobID: job.ID, Node: w.node, Source: job.Source, At: end, Attempt: job.Attempt})}); aerr != nil {
+			w.noteError(fmt.Errorf("cannot ack job %s: %w", job.ID, aerr))
+			return
+		}
+		w.record(end.Sub(start), end, func(s *WorkerStats) { s.Done++ })
+		log.Debug("job done", "run_ms", msg.Timings.RunMS)
+		return
+	}
+
+	permanent := infer.IsPermanent(err) || errors.Is(err, queue.ErrPermanent)
+	w.noteError(fmt.Errorf("job %s attempt %d: %w", job.ID, job.Attempt, err))
+	if !permanent && job.Attempt < w.maxAttempts {
+		ev := EventMessage{Event: EventRetry, JobID: job.ID, Node: w.node, Source: job.Source, At: end, Attempt: job.Attempt, Error: err.Error()}
+		if _, nerr := w.q.Nack(ctx, l, err, queue.OutboxMsg{Topic: "events", Payload: eventJSON(ev)}); nerr != nil {
+			w.noteError(fmt.Errorf("cannot nack job %s: %w", job.ID, nerr))
+			return
+		}
+		w.record(end.Sub(start), end, func(s *WorkerStats) { s.Retried++ })
+		log.Warn("job failed, will retry", "err", err)
+		return
+	}
+	msg.Status, msg.Error, msg.Permanent = StatusFailed, err.Error(), permanent
+	payload, _ = json.Marshal(msg) // Output is nil: strings, numbers and times only
+	w.finish(ctx, l, log, true, err.Error(), end)
+	ev := EventMessage{Event: EventDead, JobID: job.ID, Node: w.node, Source: job.Source, At: end, Attempt: job.Attempt, Error: err.Error()}
+	if derr := w.q.Dead(ctx, l, err, queue.OutboxMsg{Topic: "results/" + job.Source, Payload: payload},
+		queue.OutboxMsg{Topic: "events", Payload: eventJSON(ev)}); derr != nil {
+		w.noteError(fmt.Errorf("cannot dead-letter job %s: %w", job.ID, derr))
+		return
+	}
+	w.record(end.Sub(start), end, func(s *WorkerStats) { s.Dead++ })
+	log.Error("job dead", "err", err, "permanent", permanent)
+}
+
+// finish files a spool job's image into the done or failed directory before the queue
+// forgets the job. A crash in between only repeats the filing.
+func (w *worker) finish(ctx context.Context, l *queue.Lease, log *slog.Logger, failed bool, reason string, _ time.Time) {
+	name, ok := l.Job.Meta[metaSpoolFile]
+	if !ok || w.arch == nil {
+		return
+	}
+	o := spool.Outcome{ID: l.Job.ID, Source: l.Job.Source, Name: name, Failed: failed, Reason: reason, Attempts: l.Job.Attempt}
+	if p, ok := w.q.ImagePath(l); ok {
+		o.ImagePath = p
+	} else if img, err := w.q.Image(l); err == nil {
+		o.Image = img
+	}
+	if err := w.arch.Archive(ctx, o); err != nil {
+		log.Warn("cannot archive spool file", "err", err)
+	}
+}
+
+func (w *worker) record(run time.Duration, end time.Time, f func(*WorkerStats)) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	f(&w.stats)
+	if len(w.latencies) < latencyRing {
+		w.latencies = append(w.latencies, run)
+		w.finishes = append(w.finishes, end)
+	} else {
+		w.latencies[w.next] = run
+		w.finishes[w.next] = end
+		w.next = (w.next + 1) % latencyRing
+	}
+}
+
+func (w *worker) noteError(err error) {
+	w.mu.Lock()
+	w.stats.LastError = err.Error()
+	w.stats.LastErrorAt = w.now()
+	w.mu.Unlock()
+	w.log.Warn("worker", "err", err)
+}
+
+// workerSnapshot is what health reads from the worker.
+type workerSnapshot struct {
+	WorkerStats
+	P50, P90, P99 time.Duration
+	PerMinute     int
+	Busy          time.Duration
+	ReloadErr     error
+}
+
+func (w *worker) snapshot() workerSnapshot {
+	w.mu.Lock()
+	s := workerSnapshot{WorkerStats: w.stats, ReloadErr: w.reloadErr}
+	lat := append([]time.Duration(nil), w.latencies...)
+	now := w.now()
+	for _, t := range w.finishes {
+		if now.Sub(t) <= time.Minute {
+			s.PerMinute++
+		}
+	}
+	w.mu.Unlock()
+	if b := w.busySince.Load(); b != 0 {
+		s.Busy = now.Sub(time.Unix(0, b))
+	}
+	if len(lat) > 0 {
+		sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+		pick := func(p float64) time.Duration { return lat[int(p*float64(len(lat)-1))] }
+		s.P50, s.P90, s.P99 = pick(0.50), pick(0.90), pick(0.99)
+	}
+	return s
+}
