@@ -1,0 +1,261 @@
+package tflite
+
+import (
+	"fmt"
+	"runtime"
+	"sort"
+	"sync"
+	"unsafe"
+
+	"github.com/ebitengine/purego"
+)
+
+// Model is a TFLite model created from a FlatBuffer.
+type Model struct {
+	lib  *Library
+	ptr  uintptr
+	data []byte // TFLite keeps pointers into this buffer: it must outlive ptr.
+}
+
+// NewModel verifies data as a .tflite FlatBuffer and creates a model from a private copy.
+func (l *Library) NewModel(data []byte) (*Model, error) {
+	if len(data) == 0 {
+		return nil, fmt.Errorf("%w: empty file", ErrBadModel)
+	}
+	// FlatBuffers need 8-byte (buffers: 16-byte) alignment: copy into aligned memory.
+	words := make([]uint64, (len(data)+15)/8+1)
+	buf := unsafe.Slice((*byte)(unsafe.Pointer(&words[0])), len(words)*8)
+	off := int((16 - uintptr(unsafe.Pointer(&buf[0]))%16) % 16)
+	buf = buf[off : off+len(data)]
+	copy(buf, data)
+	ptr := l.fModelCreate(unsafe.Pointer(&buf[0]), uintptr(len(buf)))
+	if ptr == 0 {
+		return nil, fmt.Errorf("%w: TFLite rejected the FlatBuffer (%d bytes; see the runtime's log for details)", ErrBadModel, len(data))
+	}
+	return &Model{lib: l, ptr: ptr, data: buf}, nil
+}
+
+// Close frees the model. Safe to call twice. Interpreters created from the model must be
+// closed first.
+func (m *Model) Close() error {
+	if m == nil || m.ptr == 0 {
+		return nil
+	}
+	m.lib.fModelDelete(m.ptr)
+	m.ptr = 0
+	m.data = nil
+	return nil
+}
+
+// Options configure an interpreter.
+type Options struct {
+	// Threads is the number of CPU threads TFLite may use; 0 leaves TFLite's default.
+	Threads int
+	// Delegate is the path of an external delegate shared library (a TFLite external
+	// delegate such as libedgetpu.so.1 or a GPU delegate); empty means CPU only.
+	Delegate string
+	// DelegateOptions are passed to the delegate as key/value options.
+	DelegateOptions map[string]string
+}
+
+// Interpreter runs a model. Not safe for concurrent use except Cancel.
+type Interpreter struct {
+	lib      *Library
+	model    *Model
+	ptr      uintptr
+	opts     uintptr
+	delegate uintptr
+	delErr   error
+	mu       sync.Mutex // guards ptr against Cancel racing Close
+	inputs   []*Tensor
+	outputs  []*Tensor
+}
+
+// externalDelegateOptions mirrors TfLiteExternalDelegateOptions (external_delegate.h).
+type externalDelegateOptions struct {
+	libPath *byte
+	count   int32
+	_       int32
+	keys    [256]*byte
+	values  [256]*byte
+	insert  uintptr
+}
+
+func cstring(s string) *byte {
+	b := make([]byte, len(s)+1)
+	copy(b, s)
+	return &b[0]
+}
+
+// NewInterpreter creates an interpreter for m with cancellation enabled and allocates its
+// tensors. When opts.Delegate is set but the delegate cannot be created or applied, the
+// interpreter runs on the CPU and DelegateError says why.
+func (l *Library) NewInterpreter(m *Model, opts Options) (*Interpreter, error) {
+	if m == nil || m.ptr == 0 {
+		return nil, fmt.Errorf("%w: model is closed", ErrBadModel)
+	}
+	if len(opts.DelegateOptions) > 256 {
+		return nil, fmt.Errorf("delegate options: %d entries, at most 256", len(opts.DelegateOptions))
+	}
+	it := &Interpreter{lib: l, model: m}
+	if opts.Delegate != "" {
+		it.delegate, it.delErr = l.newExternalDelegate(opts.Delegate, opts.DelegateOptions)
+	}
+	if err := it.create(opts, it.delegate); err != nil {
+		if it.delegate == 0 {
+			it.Close()
+			return nil, err
+		}
+		// The delegate was created but could not be applied: retry on the CPU.
+		it.delErr = fmt.Errorf("cannot apply delegate %s: %w", opts.Delegate, err)
+		it.freeInterp()
+		l.fExtDelegateDelete(it.delegate)
+		it.delegate = 0
+		if err := it.create(opts, 0); err != nil {
+			it.Close()
+			return nil, err
+		}
+	}
+	return it, nil
+}
+
+func (l *Library) newExternalDelegate(path string, kv map[string]string) (uintptr, error) {
+	// TfLiteExternalDelegateCreate returns a delegate even when the plugin cannot be loaded
+	// (its Prepare is then NULL and applying it crashes), so check the plugin first and
+	// the returned delegate after.
+	h, err := purego.Dlopen(path, purego.RTLD_NOW|purego.RTLD_LOCAL)
+	if err != nil {
+		return 0, fmt.Errorf("cannot load external delegate %s: %v; running on the CPU", path, err)
+	}
+	for _, sym := range []string{"tflite_plugin_create_delegate", "tflite_plugin_destroy_delegate"} {
+		if a, err := purego.Dlsym(h, sym); err != nil || a == 0 {
+			return 0, fmt.Errorf("cannot use %s as an external delegate: it lacks %s (not a TFLite external delegate); running on the CPU", path, sym)
+		}
+	}
+	var o externalDelegateOptions
+	o.libPath = cstring(path)
+	keys := make([]string, 0, len(kv))
+	for k := range kv {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for i, k := range keys {
+		o.keys[i] = cstring(k)
+		o.values[i] = cstring(kv[k])
+	}
+	o.count = int32(len(keys))
+	dp := l.fExtDelegateCreate(unsafe.Pointer(&o))
+	runtime.KeepAlive(&o)
+	d := uintptr(dp)
+	if d == 0 {
+		return 0, fmt.Errorf("cannot create external delegate %s; running on the CPU", path)
+	}
+	// struct TfLiteDelegate { void* data_; TfLiteStatus (*Prepare)(...); ... }
+	if prepare := *(*uintptr)(unsafe.Add(dp, 8)); prepare == 0 {
+		l.fExtDelegateDelete(d)
+		return 0, fmt.Errorf("external delegate %s refused to start (no device, or bad options %v); running on the CPU", path, keys)
+	}
+	return d, nil
+}
+
+func (it *Interpreter) create(opts Options, delegate uintptr) error {
+	l := it.lib
+	it.opts = l.fOptionsCreate()
+	if it.opts == 0 {
+		return fmt.Errorf("cannot create interpreter options")
+	}
+	if opts.Threads > 0 {
+		l.fOptionsSetNumThreads(it.opts, int32(opts.Threads))
+	}
+	if st := l.fOptionsEnableCancellation(it.opts, true); st != statusOk {
+		return fmt.Errorf("cannot enable cancellation: status %d", st)
+	}
+	if delegate != 0 {
+		l.fOptionsAddDelegate(it.opts, delegate)
+	}
+	ptr := l.fInterpreterCreate(it.model.ptr, it.opts)
+	if ptr == 0 {
+		return fmt.Errorf("%w: cannot create an interpreter (unsupported operator or bad graph; see the runtime's log)", ErrBadModel)
+	}
+	it.ptr = ptr
+	if st := l.fAllocateTensors(ptr); st != statusOk {
+		return fmt.Errorf("%w: cannot allocate tensors: status %d", ErrBadModel, st)
+	}
+	n := l.fInputCount(ptr)
+	it.inputs = make([]*Tensor, n)
+	for i := range n {
+		it.inputs[i] = newTensor(l, l.fInputTensor(ptr, i))
+	}
+	n = l.fOutputCount(ptr)
+	it.outputs = make([]*Tensor, n)
+	for i := range n {
+		it.outputs[i] = newTensor(l, l.fOutputTensor(ptr, i))
+	}
+	return nil
+}
+
+func (it *Interpreter) freeInterp() {
+	it.mu.Lock()
+	defer it.mu.Unlock()
+	if it.ptr != 0 {
+		it.lib.fInterpreterDelete(it.ptr)
+		it.ptr = 0
+	}
+	if it.opts != 0 {
+		it.lib.fOptionsDelete(it.opts)
+		it.opts = 0
+	}
+}
+
+// DelegateError is non-nil when a delegate was requested but the interpreter fell back to
+// the CPU; it says why.
+func (it *Interpreter) DelegateError() error { return it.delErr }
+
+// UsesDelegate reports whether the configured external delegate is in use.
+func (it *Interpreter) UsesDelegate() bool { return it.delegate != 0 }
+
+// Inputs are the model's input tensors in order.
+func (it *Interpreter) Inputs() []*Tensor { return it.inputs }
+
+// Outputs are the model's output tensors in order.
+func (it *Interpreter) Outputs() []*Tensor { return it.outputs }
+
+// Invoke runs the model on the current input tensors. It returns an error wrapping
+// ErrCancelled when Cancel was called during the run.
+func (it *Interpreter) Invoke() error {
+	if it.ptr == 0 {
+		return fmt.Errorf("%w: interpreter is closed", ErrInvoke)
+	}
+	switch st := it.lib.fInvoke(it.ptr); st {
+	case statusOk:
+		return nil
+	case statusCancelled:
+		return ErrCancelled
+	default:
+		return fmt.Errorf("%w: status %d", ErrInvoke, st)
+	}
+}
+
+// Cancel asks a running Invoke to stop as soon as possible. Safe from any goroutine.
+func (it *Interpreter) Cancel() {
+	it.mu.Lock()
+	defer it.mu.Unlock()
+	if it.ptr != 0 {
+		it.lib.fCancel(it.ptr)
+	}
+}
+
+// Close frees the interpreter and its delegate. Safe to call twice. It does not close the
+// model.
+func (it *Interpreter) Close() error {
+	if it == nil {
+		return nil
+	}
+	it.freeInterp()
+	if it.delegate != 0 {
+		it.lib.fExtDelegateDelete(it.delegate)
+		it.delegate = 0
+	}
+	it.inputs, it.outputs = nil, nil
+	return nil
+}
