@@ -70,5 +70,5 @@ type engineAdapter struct{ s *infer.Supervisor }
 func (e *engineAdapter) Run(ctx context.Context, img []byte) (*infer.Result, error) {
 	return e.s.Run(ctx, img)
 }
-func (e *engineAdapter) Info() infer.ModelInfo             { return e.s.Info() }
+func (e *engineAdapter) Info() infer.ModelInfo            { return e.s.Info() }
 func (e *engineAdapter) Reload(ctx context.Context) error { return e.s.Reload(ctx) }

@@ -28,7 +28,9 @@ type Options struct {
 	Version string
 	// EngineCommand starts the engine child, e.g. [os.Executable(), "engine-child"].
 	EngineCommand []string
-	Logger        *slog.Logger
+	// EngineEnv is added to the engine child's environment.
+	EngineEnv []string
+	Logger    *slog.Logger
 	// Notifier talks to systemd; nil means a notifier reading NOTIFY_SOCKET.
 	Notifier *systemd.Notifier
 	Now      func() time.Time
@@ -129,6 +131,7 @@ func (d *Daemon) Open(ctx context.Context) error {
 
 	eng, err := infer.NewSupervisor(infer.SupervisorConfig{
 		Command: d.opts.EngineCommand,
+		Env:     d.opts.EngineEnv,
 		Runtime: infer.RuntimeConfig{Library: cfg.Runtime.Library, RuntimeDir: cfg.Runtime.Dir},
 		Model: infer.ModelConfig{
 			Path: cfg.Model.Path, Labels: cfg.Model.Labels, Kind: cfg.Model.Kind, TopK: cfg.Model.TopK,

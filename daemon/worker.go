@@ -206,7 +206,7 @@ func (w *worker) process(ctx context.Context, l *queue.Lease) {
 		return
 	}
 
-	permanent := infer.IsPermanent(err) || errors.Is(err, queue.ErrPermanent)
+	permanent := infer.IsPermanent(err) || errors.Is(err, queue.ErrImageCorrupt)
 	w.noteError(fmt.Errorf("job %s attempt %d: %w", job.ID, job.Attempt, err))
 	if !permanent && job.Attempt < w.maxAttempts {
 		ev := EventMessage{Event: EventRetry, JobID: job.ID, Node: w.node, Source: job.Source, At: end, Attempt: job.Attempt, Error: err.Error()}

@@ -5,7 +5,6 @@
 //	inferq dead list|retry|purge    dead-lettered jobs
 //	inferq reload                   reload the model file
 //	inferq config check|print FILE  validate or show a configuration
-//	inferq bench                    pipeline benchmark against raw engine runs
 //	inferq version
 package main
 
@@ -56,7 +55,6 @@ commands:
   dead     list|retry|purge [--all | ID...]   manage dead-lettered jobs
   reload   swap in the model file's current content
   config   check|print|defaults [--config FILE]
-  bench    measure the pipeline against raw engine runs (see inferq bench -h)
   version  print the version
 `
 
@@ -77,8 +75,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runReload(ctx, rest, stdout)
 	case "config":
 		return runConfig(rest, stdout)
-	case "bench":
-		return runBench(ctx, rest, stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "inferq", version)
 		return nil

@@ -1,0 +1,419 @@
+package daemon
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"image"
+	"image/color"
+	"image/jpeg"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/inferq/inferq/infer"
+	"github.com/inferq/inferq/infer/tflite"
+	"github.com/inferq/inferq/infer/tflite/tflitegen"
+	"github.com/inferq/inferq/transport/mqtt/mqtttest"
+	"gopkg.in/yaml.v3"
+)
+
+// engineChildEnv makes the test binary act as the engine child (what `inferq
+// engine-child` is in the real binary).
+const engineChildEnv = "INFERQ_TEST_ENGINE_CHILD"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(engineChildEnv) == "1" {
+		log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		if err := infer.ServeChild(context.Background(), os.Stdin, os.Stdout, log); err != nil {
+			fmt.Fprintln(os.Stderr, "engine child:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// requireRuntime returns the TFLite runtime closure the tests use, failing under
+// INFERQ_REQUIRE_EXTERNAL=1 when it is missing.
+func requireRuntime(t *testing.T) string {
+	t.Helper()
+	dir := os.Getenv("INFERQ_TFLITE_RUNTIME")
+	if _, err := tflite.FindRuntime(dir); err != nil {
+		if os.Getenv("INFERQ_REQUIRE_EXTERNAL") == "1" {
+			t.Fatalf("TFLite runtime required (INFERQ_REQUIRE_EXTERNAL=1): %v", err)
+		}
+		t.Skipf("TFLite runtime missing (make tflite-runtime): %v", err)
+	}
+	return dir
+}
+
+// writeModel writes a small generated classifier (10 classes, 64x64 input) and its labels.
+func writeModel(t *testing.T, dir string) (model, labels string) {
+	t.Helper()
+	model, labels = filepath.Join(dir, "model.tflite"), filepath.Join(dir, "labels.txt")
+	if err := os.WriteFile(model, tflitegen.NewClassifierNet(64, 64, 8, 16, 10, 7).Model(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var l strings.Builder
+	for i := range 10 {
+		fmt.Fprintf(&l, "class%d\n", i)
+	}
+	if err := os.WriteFile(labels, []byte(l.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return model, labels
+}
+
+func testJPEG(t testing.TB, seed int) []byte {
+	t.Helper()
+	img := image.NewRGBA(image.Rect(0, 0, 96, 72))
+	for y := range 72 {
+		for x := range 96 {
+			img.Set(x, y, color.RGBA{uint8(x*3 + seed), uint8(y*5 + seed*7), uint8(seed * 13), 255})
+		}
+	}
+	var b bytes.Buffer
+	if err := jpeg.Encode(&b, img, nil); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+// dropFile writes a file the way a camera should: under a temporary name, then renamed.
+func dropFile(t testing.TB, dir, name string, data []byte) {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	tmp := filepath.Join(dir, "."+name+".part")
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// e2eConfig is a daemon configuration on temporary directories against broker b.
+func e2eConfig(t *testing.T, b *mqtttest.Broker, runtimeDir string) Config {
+	t.Helper()
+	dir := t.TempDir()
+	model, labels := writeModel(t, dir)
+	cfg := DefaultConfig()
+	cfg.Node = "e2e"
+	cfg.StateDir = filepath.Join(dir, "state")
+	cfg.ControlSocket = filepath.Join(dir, "control.sock")
+	cfg.Model.Path, cfg.Model.Labels, cfg.Model.TopK, cfg.Model.Threads = model, labels, 2, 1
+	cfg.Runtime.Dir = runtimeDir
+	cfg.Spool.Dir = filepath.Join(dir, "spool")
+	cfg.Spool.DoneDir = filepath.Join(dir, "done")
+	cfg.Spool.FailedDir = filepath.Join(dir, "failed")
+	cfg.Spool.SettleTime = 200 * time.Millisecond
+	cfg.Spool.Sources = []SpoolSource{{Name: "door", Priority: 5}}
+	cfg.Queue.BackoffBase = 10 * time.Millisecond
+	cfg.Queue.BackoffMax = 50 * time.Millisecond
+	cfg.MQTT.Brokers = []string{b.URL()}
+	cfg.MQTT.ReconnectMax = time.Second
+	cfg.Health.Interval = time.Second
+	for _, d := range []string{cfg.Spool.Dir, cfg.Spool.FailedDir} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return cfg
+}
+
+// startDaemon opens and runs a daemon in this process; the engine child is this test
+// binary (see TestMain).
+func startDaemon(t *testing.T, cfg Config) (*Daemon, context.CancelFunc, <-chan error) {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	d, err := New(cfg, Options{Version: "test", EngineCommand: []string{exe}, EngineEnv: []string{engineChildEnv + "=1"}, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := d.Open(ctx); err != nil {
+		cancel()
+		d.Close()
+		t.Fatalf("Open: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		d.Close()
+	})
+	return d, cancel, done
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Helper()
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// collectResults reads result messages from sub until n distinct job ids have a result.
+func collectResults(t *testing.T, sub *mqtttest.Sub, n int, timeout time.Duration) map[string]ResultMessage {
+	t.Helper()
+	got := map[string]ResultMessage{}
+	deadline := time.Now().Add(timeout)
+	for len(got) < n {
+		line, err := sub.Next(time.Until(deadline))
+		if err != nil {
+			t.Fatalf("after %d of %d results: %v", len(got), n, err)
+		}
+		topic, payload, _ := strings.Cut(line, " ")
+		if !strings.Contains(topic, "/results/") {
+			continue
+		}
+		var m ResultMessage
+		if err := json.Unmarshal([]byte(payload), &m); err != nil {
+			t.Fatalf("result on %s is not JSON: %v: %s", topic, err, payload)
+		}
+		got[m.JobID] = m
+	}
+	return got
+}
+
+// TestEndToEnd runs the whole daemon against a real Mosquitto, the real TFLite runtime
+// and a real spool directory: camera files, MQTT ingest from Debian's mosquitto_pub and a
+// corrupt file all end as result messages; the corrupt one is dead-lettered and filed in
+// the failed directory with its reason; health and the control API agree.
+func TestEndToEnd(t *testing.T) {
+	rt := requireRuntime(t)
+	b := mqtttest.Start(t, mqtttest.Options{})
+	sub := b.Subscribe(t, "-t", "inferq/e2e/#", "-q", "1")
+	cfg := e2eConfig(t, b, rt)
+	d, _, _ := startDaemon(t, cfg)
+
+	dropFile(t, cfg.Spool.Dir, "a.jpg", testJPEG(t, 1))
+	dropFile(t, filepath.Join(cfg.Spool.Dir, "door"), "b.jpg", testJPEG(t, 2))
+	dropFile(t, cfg.Spool.Dir, "broken.jpg", []byte("\xff\xd8\xff\xe0 this is not really a jpeg"))
+	img := filepath.Join(t.TempDir(), "c.jpg")
+	if err := os.WriteFile(img, testJPEG(t, 3), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b.Publish(t, "-t", "inferq/e2e/ingest/yard", "-q", "1", "-f", img)
+
+	res := collectResults(t, sub, 4, 60*time.Second)
+	bySource := map[string][]ResultMessage{}
+	for _, r := range res {
+		bySource[r.Source] = append(bySource[r.Source], r)
+	}
+	if len(bySource["spool"]) != 2 || len(bySource["door"]) != 1 || len(bySource["yard"]) != 1 {
+		t.Fatalf("results by source: %v", bySource)
+	}
+	for _, r := range res {
+		broken := r.Metadata[metaSpoolFile] == "broken.jpg"
+		switch {
+		case broken && (r.Status != StatusFailed || !r.Permanent || r.Error == ""):
+			t.Errorf("broken.jpg: status %q permanent %v error %q; want a permanent failure with a reason", r.Status, r.Permanent, r.Error)
+		case !broken && (r.Status != StatusOK || r.Output == nil || len(r.Output.Classes) != 2):
+			t.Errorf("job %s (%s): status %q output %+v error %q", r.JobID, r.Source, r.Status, r.Output, r.Error)
+		case !broken && !strings.HasPrefix(r.Output.Classes[0].Label, "class"):
+			t.Errorf("job %s: label %q not from the labels file", r.JobID, r.Output.Classes[0].Label)
+		}
+		if r.Model == nil || r.Model.SHA256 == "" {
+			t.Errorf("job %s: no model identity", r.JobID)
+		}
+	}
+	// The failed directory holds the corrupt file and a sidecar saying why.
+	sidecar, err := os.ReadFile(filepath.Join(cfg.Spool.FailedDir, "broken.jpg.json"))
+	if err != nil {
+		entries, _ := os.ReadDir(cfg.Spool.FailedDir)
+		t.Fatalf("no sidecar for broken.jpg: %v (failed dir: %v)", err, entries)
+	}
+	if !bytes.Contains(sidecar, []byte("decode")) {
+		t.Errorf("sidecar does not give the reason: %s", sidecar)
+	}
+	// The control API (what `inferq status` and `inferq dead` use) sees the same.
+	c := NewControlClient(cfg.ControlSocket)
+	var h Health
+	if err := c.Do(context.Background(), "GET", "/v1/health", nil, &h); err != nil {
+		t.Fatal(err)
+	}
+	if h.Jobs.Done != 3 || h.Jobs.Dead != 1 || h.Queue.Dead != 1 || h.Node != "e2e" || h.Model.SHA256 == "" {
+		t.Errorf("health: done %d dead %d queue.dead %d node %q; want 3, 1, 1, e2e", h.Jobs.Done, h.Jobs.Dead, h.Queue.Dead, h.Node)
+	}
+	var dead []DeadEntry
+	if err := c.Do(context.Background(), "GET", "/v1/dead", nil, &dead); err != nil {
+		t.Fatal(err)
+	}
+	if len(dead) != 1 || !strings.Contains(dead[0].Reason, "decode") {
+		t.Fatalf("dead list = %+v, want broken.jpg with its reason", dead)
+	}
+	var pr DeadResponse
+	if err := c.Do(context.Background(), "POST", "/v1/dead/purge", DeadRequest{All: true}, &pr); err != nil || pr.Count != 1 {
+		t.Fatalf("purge: %+v, %v", pr, err)
+	}
+	if st := d.q.Stats(); st.Dead != 0 {
+		t.Errorf("dead after purge = %d", st.Dead)
+	}
+}
+
+// TestResultsSurviveBrokerRestart stops the broker while results are being produced:
+// they wait in the outbox and are all delivered once it is back.
+func TestResultsSurviveBrokerRestart(t *testing.T) {
+	rt := requireRuntime(t)
+	b := mqtttest.Start(t, mqtttest.Options{})
+	cfg := e2eConfig(t, b, rt)
+	d, _, _ := startDaemon(t, cfg)
+	// A persistent QoS 1 subscriber: the broker keeps its messages across its restart.
+	sub := b.Subscribe(t, "-t", "inferq/e2e/results/#", "-q", "1", "-c", "-i", "e2e-results")
+	time.Sleep(300 * time.Millisecond)
+	b.Stop()
+	const n = 20
+	for i := range n {
+		dropFile(t, cfg.Spool.Dir, fmt.Sprintf("img%03d.jpg", i), testJPEG(t, i))
+	}
+	// Wait until every job ran while the broker was down: results are in the outbox.
+	deadline := time.Now().Add(60 * time.Second)
+	for d.worker.snapshot().Done < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d of %d jobs done", d.worker.snapshot().Done, n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if st := d.q.Stats(); st.Outbox < n {
+		t.Fatalf("outbox = %d while the broker is down, want >= %d", st.Outbox, n)
+	}
+	b.Restart()
+	res := collectResults(t, sub, n, 60*time.Second)
+	for id, r := range res {
+		if r.Status != StatusOK {
+			t.Errorf("job %s: %s %s", id, r.Status, r.Error)
+		}
+	}
+}
+
+// TestKill9Daemon runs the real inferq binary, kills it with SIGKILL while it works
+// through a burst of camera files, restarts it, and checks that every file got exactly
+// one job and an "ok" result (duplicates of a result are allowed: delivery is
+// at-least-once, deduplicated by job id).
+func TestKill9Daemon(t *testing.T) {
+	rt := requireRuntime(t)
+	b := mqtttest.Start(t, mqtttest.Options{})
+	cfg := e2eConfig(t, b, rt)
+	bin := filepath.Join(t.TempDir(), "inferq")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/inferq")
+	build.Dir = ".."
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	cfgPath := filepath.Join(t.TempDir(), "inferq.yaml")
+	writeYAML(t, cfgPath, cfg)
+	sub := b.Subscribe(t, "-t", "inferq/e2e/#", "-q", "1")
+
+	const n = 60
+	for i := range n {
+		dropFile(t, cfg.Spool.Dir, fmt.Sprintf("cam%03d.jpg", i), testJPEG(t, i))
+	}
+	start := func() (*exec.Cmd, *bytes.Buffer) {
+		cmd := exec.Command(bin, "run", "--config", cfgPath)
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		return cmd, &out
+	}
+	cmd, out := start()
+	// Kill -9 (the whole process group: daemon and engine child) once some results are out.
+	results := map[string]ResultMessage{}
+	files := map[string]string{}
+	readUntil := func(want int, timeout time.Duration) {
+		deadline := time.Now().Add(timeout)
+		for len(results) < want {
+			line, err := sub.Next(time.Until(deadline))
+			if err != nil {
+				t.Fatalf("after %d of %d results: %v\ndaemon output:\n%s", len(results), want, err, tail(out.String()))
+			}
+			topic, payload, _ := strings.Cut(line, " ")
+			if strings.HasSuffix(topic, "/available") && payload == "offline" {
+				t.Log("broker announced offline (will)")
+			}
+			if !strings.Contains(topic, "/results/") {
+				continue
+			}
+			var m ResultMessage
+			if err := json.Unmarshal([]byte(payload), &m); err != nil {
+				t.Fatal(err)
+			}
+			f := m.Metadata[metaSpoolFile]
+			if prev, ok := files[f]; ok && prev != m.JobID {
+				t.Errorf("file %s became two jobs: %s and %s", f, prev, m.JobID)
+			}
+			files[f] = m.JobID
+			results[m.JobID] = m
+		}
+	}
+	readUntil(5, 60*time.Second)
+	if err := syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	t.Logf("killed after %d results", len(results))
+	cmd, out = start()
+	defer func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+	}()
+	readUntil(n, 120*time.Second)
+	for i := range n {
+		f := fmt.Sprintf("cam%03d.jpg", i)
+		id, ok := files[f]
+		if !ok {
+			t.Errorf("%s: no result", f)
+			continue
+		}
+		if r := results[id]; r.Status != StatusOK {
+			t.Errorf("%s: status %s: %s", f, r.Status, r.Error)
+		}
+	}
+	// A clean stop says "stopped" on the availability topic.
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("clean stop: %v\n%s", err, tail(out.String()))
+	}
+	sub.WaitFor(t, "inferq/e2e/available stopped", 10*time.Second)
+}
+
+func tail(s string) string {
+	sc := bufio.NewScanner(strings.NewReader(s))
+	var lines []string
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+	}
+	if len(lines) > 40 {
+		lines = lines[len(lines)-40:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+func writeYAML(t *testing.T, path string, cfg Config) {
+	t.Helper()
+	b, err := yaml.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
