@@ -1,0 +1,36 @@
+// Package queue is inferq's durable priority queue of inference jobs, kept in
+// Badger on local disk, with the outbox of messages to publish.
+//
+// Durability: Enqueue, Lease, Ack, Nack, Dead, OutboxAppend and the dead-letter
+// operations return only after their changes are fsynced. Concurrent callers
+// share one fsync (group commit); no caller is told of success before its own
+// change is on disk. Large images are files written to a temp name, fsynced,
+// renamed, and the directory fsynced before the job's record is committed.
+//
+// Ordering: Lease hands out the highest priority first and, within a
+// priority, the oldest job first. A job that comes back from a lease, a retry
+// or the dead set keeps its original place.
+//
+// Leases: a leased job is invisible until Ack, Nack, Dead or its lease
+// deadline passes. Its attempt count is stored before Lease returns, so a job
+// that kills the process ends in the dead set after MaxAttempts instead of
+// crash-looping. Open releases every lease of a previous process.
+//
+// Atomicity: Ack, Nack and Dead store the job's new state and its outbox rows
+// in one transaction, so a result is never lost nor written for a job that
+// will run again. Outbox rows keep their order and are removed only by
+// OutboxDelete. Delivery is at-least-once: a job leased at a crash runs again.
+//
+// Dedupe and limits: enqueuing an id that is held (ready, delayed, leased or
+// dead) or done within DedupeWindow stores nothing and says so. MaxJobs and
+// MaxBytes count every held job, dead ones included; Enqueue beyond them
+// returns a *FullError.
+//
+// Damage: a record that cannot be decoded is moved aside under a separate
+// prefix, logged and counted in Stats.Damaged; it never stops the queue.
+//
+// Concurrency: all methods are safe for concurrent use. Open acquires and
+// recovers, Run runs the timers (lease expiry, retry wake-ups, value-log GC)
+// and Close commits what is pending and closes the database; Close may be
+// called twice.
+package queue

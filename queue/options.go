@@ -1,0 +1,136 @@
+package queue
+
+import (
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"time"
+
+	badger "github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
+)
+
+// Options configures a Queue. Start from DefaultOptions and change fields.
+type Options struct {
+	Dir          string        // badger lives in Dir/db, image blobs in Dir/blobs
+	MaxJobs      int           // jobs held (ready, delayed, leased and dead); 0: no limit
+	MaxBytes     int64         // image bytes held (all jobs, dead included); 0: no limit
+	MaxAttempts  int           // attempts before a job is dead-lettered (default 5)
+	LeaseTimeout time.Duration // a lease not settled by then returns the job (default 5m)
+	BackoffBase  time.Duration // first retry delay (default 1s); doubles per attempt
+	BackoffMax   time.Duration // retry delay cap (default 5m); jitter is +-20%
+	DedupeWindow time.Duration // how long done ids are remembered (default 24h)
+	InlineMax    int           // images up to this many bytes are kept in Badger (default 4096)
+	CommitWindow time.Duration // longest a commit waits for more concurrent writers (default 2ms)
+	GCInterval   time.Duration // value-log GC ticker in Run (default 5m)
+	SmallDevice  bool          // Badger preset for small devices (see DESIGN.md)
+	// OnExpired, when set, supplies outbox rows written in the same transaction
+	// that moves an expired job to the dead set.
+	OnExpired func(Job) []OutboxMsg
+	Now       func() time.Time // clock, default time.Now
+	Logger    *slog.Logger     // default slog.Default()
+
+	// jitter returns a factor in [0.8, 1.2]; tests replace it.
+	jitter func() float64
+}
+
+// Limits on what a single job or message may carry, so that any one operation
+// fits in one Badger transaction.
+const (
+	maxIDLen      = 256
+	maxSourceLen  = 256
+	maxMetaBytes  = 16 << 10
+	maxInlineMax  = 64 << 10
+	maxTopicLen   = 1024
+	maxPayloadLen = 256 << 10
+	maxErrorLen   = 4096
+)
+
+// DefaultOptions returns the defaults for a queue stored under dir.
+func DefaultOptions(dir string) Options {
+	return Options{
+		Dir:          dir,
+		MaxAttempts:  5,
+		LeaseTimeout: 5 * time.Minute,
+		BackoffBase:  time.Second,
+		BackoffMax:   5 * time.Minute,
+		DedupeWindow: 24 * time.Hour,
+		InlineMax:    4096,
+		CommitWindow: 2 * time.Millisecond,
+		GCInterval:   5 * time.Minute,
+		SmallDevice:  true,
+	}
+}
+
+// Validate reports the first invalid field, naming it and its value.
+func (o Options) Validate() error {
+	switch {
+	case o.Dir == "":
+		return fmt.Errorf("queue option dir: must not be empty")
+	case o.MaxJobs < 0:
+		return fmt.Errorf("queue option max_jobs: %d must not be negative", o.MaxJobs)
+	case o.MaxBytes < 0:
+		return fmt.Errorf("queue option max_bytes: %d must not be negative", o.MaxBytes)
+	case o.MaxAttempts < 1:
+		return fmt.Errorf("queue option max_attempts: %d must be at least 1", o.MaxAttempts)
+	case o.LeaseTimeout <= 0:
+		return fmt.Errorf("queue option lease_timeout: %s must be positive", o.LeaseTimeout)
+	case o.BackoffBase <= 0:
+		return fmt.Errorf("queue option backoff_base: %s must be positive", o.BackoffBase)
+	case o.BackoffMax < o.BackoffBase:
+		return fmt.Errorf("queue option backoff_max: %s must be at least backoff_base %s", o.BackoffMax, o.BackoffBase)
+	case o.DedupeWindow <= 0:
+		return fmt.Errorf("queue option dedupe_window: %s must be positive", o.DedupeWindow)
+	case o.InlineMax < 0 || o.InlineMax > maxInlineMax:
+		return fmt.Errorf("queue option inline_max: %d must be between 0 and %d", o.InlineMax, maxInlineMax)
+	case o.CommitWindow < 0 || o.CommitWindow > time.Second:
+		return fmt.Errorf("queue option commit_window: %s must be between 0 and 1s", o.CommitWindow)
+	case o.GCInterval <= 0:
+		return fmt.Errorf("queue option gc_interval: %s must be positive", o.GCInterval)
+	}
+	return nil
+}
+
+// badgerOptions builds the Badger options: synchronous commits (each group
+// commit is one fsync), no conflict detection (one writer at a time), and
+// the small-device preset when asked for.
+func (o Options) badgerOptions() badger.Options {
+	bo := badger.DefaultOptions(filepath.Join(o.Dir, "db")).
+		WithSyncWrites(true).
+		WithDetectConflicts(false).
+		WithNumVersionsToKeep(1).
+		WithLogger(badgerLogger{o.Logger}).
+		WithMetricsEnabled(false)
+	if o.SmallDevice {
+		bo = bo.
+			WithMemTableSize(8 << 20).
+			WithNumMemtables(2).
+			WithNumLevelZeroTables(2).
+			WithNumLevelZeroTablesStall(4).
+			WithNumCompactors(2).
+			WithValueThreshold(4 << 10).
+			WithValueLogFileSize(64 << 20).
+			WithIndexCacheSize(4 << 20).
+			WithCompression(options.None).
+			WithBlockCacheSize(0)
+	}
+	return bo
+}
+
+// badgerLogger forwards Badger's log lines to slog; Badger's info lines are
+// routine and go to debug.
+type badgerLogger struct{ l *slog.Logger }
+
+func (b badgerLogger) Errorf(f string, a ...any) {
+	b.l.Error("badger", "detail", strings.TrimSpace(fmt.Sprintf(f, a...)))
+}
+func (b badgerLogger) Warningf(f string, a ...any) {
+	b.l.Warn("badger", "detail", strings.TrimSpace(fmt.Sprintf(f, a...)))
+}
+func (b badgerLogger) Infof(f string, a ...any) {
+	b.l.Debug("badger", "detail", strings.TrimSpace(fmt.Sprintf(f, a...)))
+}
+func (b badgerLogger) Debugf(f string, a ...any) {
+	b.l.Debug("badger", "detail", strings.TrimSpace(fmt.Sprintf(f, a...)))
+}

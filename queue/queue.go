@@ -1,0 +1,547 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	badger "github.com/dgraph-io/badger/v4"
+)
+
+// Queue is a durable priority queue. Its methods are safe for concurrent use.
+type Queue struct {
+	opts    Options
+	log     *slog.Logger
+	now     func() time.Time
+	jitter  func() float64
+	db      *badger.DB
+	blobDir string
+
+	arriving  atomic.Int64  // operations about to join the current batch
+	kick      chan struct{} // wakes the flusher
+	closing   chan struct{} // closed by Close
+	flushDone chan struct{} // closed when the flusher has returned
+	outNotify chan struct{} // cap 1, signalled after outbox rows were committed
+	closeOnce sync.Once
+	closeErr  error
+
+	maxBatchBytes, maxBatchCount int64
+
+	mu      sync.Mutex
+	closed  bool
+	cur     *batch
+	readyCh chan struct{} // closed and replaced when a job becomes ready
+	st      memState
+}
+
+// memState is what the queue keeps in memory; it is rebuilt from disk at Open.
+type memState struct {
+	ready    [10]seqHeap
+	delayed  dueHeap
+	leases   map[string]*leaseEntry
+	token    uint64
+	seq      uint64 // last sequence number handed out
+	jobs     int    // records held, dead included
+	dead     int
+	bytes    int64
+	outbox   []outRef
+	outHead  int
+	outCount int
+	expired  uint64
+	damaged  uint64
+}
+
+type leaseEntry struct {
+	id       string
+	token    uint64
+	deadline int64
+	rec      *record
+}
+
+// batch is one group commit: the operations of many callers in one Badger
+// transaction, committed with one fsync.
+type batch struct {
+	txn     *badger.Txn
+	n       int   // operations that joined
+	entries int64 // Badger entries written
+	size    int64 // estimated bytes written
+	dirSync bool  // blob files were renamed into the blob dir
+	notify  bool  // outbox rows were added
+	after   []func()
+	failed  error // a write into txn failed: the batch must not be committed
+	done    chan struct{}
+	err     error
+}
+
+// Open opens (creating if needed) the queue under opts.Dir and recovers it:
+// leases held by a previous process are released (the jobs keep their place),
+// damaged records are set aside, and orphan blob and temp files are removed.
+func Open(opts Options) (*Queue, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	q := &Queue{
+		opts:      opts,
+		log:       opts.Logger,
+		now:       opts.Now,
+		jitter:    opts.jitter,
+		blobDir:   filepath.Join(opts.Dir, "blobs"),
+		kick:      make(chan struct{}, 1),
+		closing:   make(chan struct{}),
+		flushDone: make(chan struct{}),
+		outNotify: make(chan struct{}, 1),
+		readyCh:   make(chan struct{}),
+	}
+	if q.jitter == nil {
+		q.jitter = func() float64 { return 0.8 + 0.4*rand.Float64() }
+	}
+	if err := os.MkdirAll(q.blobDir, 0o700); err != nil {
+		close(q.flushDone)
+		return nil, fmt.Errorf("cannot create queue dir: %w", err)
+	}
+	bo := opts.badgerOptions()
+	db, err := badger.Open(bo)
+	if err != nil {
+		close(q.flushDone)
+		return nil, fmt.Errorf("cannot open queue database %s: %w", bo.Dir, err)
+	}
+	q.db = db
+	// Stay well inside Badger's transaction limits (15% of the memtable).
+	q.maxBatchBytes = bo.MemTableSize * 15 / 100 / 2
+	q.maxBatchCount = q.maxBatchBytes / 128
+	q.st.leases = make(map[string]*leaseEntry)
+	blobs, err := q.load(true)
+	if err != nil {
+		close(q.flushDone)
+		_ = db.Close()
+		return nil, err
+	}
+	if err := q.removeOrphans(blobs); err != nil {
+		close(q.flushDone)
+		_ = db.Close()
+		return nil, err
+	}
+	q.cur = q.newBatch()
+	go q.flusher()
+	q.log.Info("queue opened", "dir", opts.Dir, "jobs", q.st.jobs, "dead", q.st.dead,
+		"outbox", q.st.outCount, "bytes", q.st.bytes, "damaged", q.st.damaged)
+	return q, nil
+}
+
+// load rebuilds the in-memory state from disk. At Open (atOpen) every leased
+// job is released; after a failed commit, leases this process still holds are
+// kept. It returns the referenced blob names when atOpen.
+func (q *Queue) load(atOpen bool) (map[string]struct{}, error) {
+	now := q.now().UnixNano()
+	old := q.st.leases
+	st := memState{leases: make(map[string]*leaseEntry), token: q.st.token,
+		expired: q.st.expired}
+	var blobs map[string]struct{}
+	if atOpen {
+		blobs = make(map[string]struct{})
+	}
+	type bad struct{ key, val []byte }
+	var damaged []bad
+	err := q.db.View(func(txn *badger.Txn) error {
+		if item, err := txn.Get(metaSeqKey); err == nil {
+			_ = item.Value(func(v []byte) error {
+				if s, ok := decodeDone(v); ok && s > 0 {
+					st.seq = uint64(s)
+				}
+				return nil
+			})
+		} else if !errors.Is(err, badger.ErrKeyNotFound) {
+			return err
+		}
+		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 256, Prefix: []byte{pfxJob}})
+		for it.Rewind(); it.Valid(); it.Next() {
+			item := it.Item()
+			id, _ := parseIDKey(pfxJob, item.Key())
+			var rec *record
+			err := item.Value(func(v []byte) error {
+				r, err := decodeRecord(v)
+				if err != nil {
+					damaged = append(damaged, bad{item.KeyCopy(nil), append([]byte(nil), v...)})
+					return nil
+				}
+				rec = r
+				return nil
+			})
+			if err != nil {
+				it.Close()
+				return err
+			}
+			if rec == nil || id == "" {
+				continue
+			}
+			st.jobs++
+			st.bytes += rec.ImageSize
+			st.seq = max(st.seq, rec.Seq, rec.DeadSeq)
+			if blobs != nil && !rec.Inline {
+				blobs[rec.Blob] = struct{}{}
+			}
+			e := entry{seq: rec.Seq, enq: rec.EnqueuedAt, id: id}
+			switch rec.State {
+			case stDead:
+				st.dead++
+			case stDelayed:
+				if rec.Due > now {
+					st.delayed.push(delayedEntry{due: rec.Due, prio: rec.Priority, e: e})
+				} else {
+					st.ready[rec.Priority].push(e)
+				}
+			case stLeased:
+				if l, ok := old[id]; ok && !atOpen {
+					st.leases[id] = l
+				} else {
+					st.ready[rec.Priority].push(e)
+				}
+			default:
+				st.ready[rec.Priority].push(e)
+			}
+		}
+		it.Close()
+		it = txn.NewIterator(badger.IteratorOptions{Prefix: []byte{pfxOutbox}})
+		for it.Rewind(); it.Valid(); it.Next() {
+			seq, created, ok := parseOutboxKey(it.Item().Key())
+			if !ok {
+				continue
+			}
+			st.outbox = append(st.outbox, outRef{seq: seq, created: created})
+			st.outCount++
+			st.seq = max(st.seq, seq)
+		}
+		it.Close()
+		it = txn.NewIterator(badger.IteratorOptions{Prefix: []byte{pfxDamaged}})
+		for it.Rewind(); it.Valid(); it.Next() {
+			st.damaged++
+		}
+		it.Close()
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cannot load queue: %w", err)
+	}
+	q.st = st
+	if len(damaged) > 0 {
+		txn := q.db.NewTransaction(true)
+		defer txn.Discard()
+		for _, d := range damaged {
+			q.st.seq++
+			q.log.Error("queue record damaged, set aside", "key", fmt.Sprintf("%q", d.key), "size", len(d.val))
+			if err := txn.Set(damagedKey(q.st.seq, d.key), d.val); err != nil {
+				return nil, fmt.Errorf("cannot set damaged record aside: %w", err)
+			}
+			if err := txn.Delete(d.key); err != nil {
+				return nil, fmt.Errorf("cannot set damaged record aside: %w", err)
+			}
+			q.st.damaged++
+		}
+		if err := txn.Commit(); err != nil {
+			return nil, fmt.Errorf("cannot set damaged records aside: %w", err)
+		}
+	}
+	return blobs, nil
+}
+
+// removeOrphans deletes blob files no record refers to and temp files left by
+// an interrupted Enqueue.
+func (q *Queue) removeOrphans(referenced map[string]struct{}) error {
+	ents, err := os.ReadDir(q.blobDir)
+	if err != nil {
+		return fmt.Errorf("cannot list blob dir: %w", err)
+	}
+	removed := 0
+	for _, e := range ents {
+		name := e.Name()
+		if _, ok := referenced[name]; ok {
+			continue
+		}
+		if !strings.HasPrefix(name, "tmp-") && !validBlobName(name) {
+			continue // not ours
+		}
+		if err := os.Remove(filepath.Join(q.blobDir, name)); err != nil && !os.IsNotExist(err) {
+			return fmt.Errorf("cannot remove orphan blob: %w", err)
+		}
+		removed++
+	}
+	if removed > 0 {
+		q.log.Info("queue removed orphan blob files", "count", removed)
+	}
+	return nil
+}
+
+func (q *Queue) newBatch() *batch {
+	return &batch{txn: q.db.NewTransaction(true), done: make(chan struct{})}
+}
+
+// enter marks an operation about to join a batch; leave undoes it once the
+// operation has joined (or given up). The flusher commits early when nobody is
+// arriving.
+func (q *Queue) enter() { q.arriving.Add(1) }
+func (q *Queue) leave() {
+	q.arriving.Add(-1)
+	select {
+	case q.kick <- struct{}{}:
+	default:
+	}
+}
+
+// join returns the current batch, committing it first when an operation
+// writing about entries/size more would not fit. The caller holds q.mu.
+func (q *Queue) join(entries, size int64) (*batch, []func()) {
+	var after []func()
+	b := q.cur
+	if b.entries > 0 && (b.entries+entries > q.maxBatchCount || b.size+size > q.maxBatchBytes) {
+		after = q.commitLocked()
+		b = q.cur
+	}
+	return b, after
+}
+
+func (b *batch) set(key, val []byte) error {
+	b.entries++
+	b.size += int64(len(key) + len(val) + 32)
+	return b.txn.Set(key, val)
+}
+
+func (b *batch) setEntry(e *badger.Entry) error {
+	b.entries++
+	b.size += int64(len(e.Key) + len(e.Value) + 32)
+	return b.txn.SetEntry(e)
+}
+
+func (b *batch) del(key []byte) error {
+	b.entries++
+	b.size += int64(len(key) + 32)
+	return b.txn.Delete(key)
+}
+
+// commitLocked commits the current batch and starts a new one. On failure the
+// in-memory state is rebuilt from disk, since the batch's changes to it were
+// not stored. The caller holds q.mu and runs the returned funcs after
+// releasing it.
+func (q *Queue) commitLocked() []func() {
+	b := q.cur
+	err := b.failed
+	if err == nil && b.entries > 0 {
+		if b.dirSync {
+			err = syncDir(q.blobDir)
+		}
+		if err == nil {
+			if err = b.txn.Set(metaSeqKey, encodeDone(int64(q.st.seq))); err == nil {
+				err = b.txn.Commit()
+			}
+		}
+	}
+	b.txn.Discard()
+	q.cur = q.newBatch()
+	if err != nil {
+		b.err = fmt.Errorf("cannot commit queue batch: %w", err)
+		q.log.Error("queue commit failed, reloading state from disk", "err", err, "ops", b.n)
+		if _, lerr := q.load(false); lerr != nil {
+			q.log.Error("queue reload failed", "err", lerr)
+		}
+		q.broadcastLocked()
+		b.after = nil
+	}
+	close(b.done)
+	if b.notify && b.err == nil {
+		select {
+		case q.outNotify <- struct{}{}:
+		default:
+		}
+	}
+	return b.after
+}
+
+func runAll(fs []func()) {
+	for _, f := range fs {
+		f()
+	}
+}
+
+// flusher commits the current batch once nobody else is about to join it or
+// the commit window has passed.
+func (q *Queue) flusher() {
+	defer close(q.flushDone)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	for {
+		select {
+		case <-q.kick:
+		case <-q.closing:
+			q.mu.Lock()
+			after := q.commitLocked()
+			q.cur.txn.Discard()
+			q.mu.Unlock()
+			runAll(after)
+			return
+		}
+		deadline := time.Now().Add(q.opts.CommitWindow)
+		for {
+			q.mu.Lock()
+			n := q.cur.n
+			q.mu.Unlock()
+			if n == 0 {
+				break
+			}
+			wait := time.Until(deadline)
+			if q.arriving.Load() <= 0 || wait <= 0 {
+				q.mu.Lock()
+				after := q.commitLocked()
+				q.mu.Unlock()
+				runAll(after)
+				break
+			}
+			timer.Reset(wait)
+			select {
+			case <-q.kick:
+				timer.Stop()
+			case <-timer.C:
+			}
+		}
+	}
+}
+
+// broadcastLocked wakes every Lease waiting for a ready job.
+func (q *Queue) broadcastLocked() {
+	close(q.readyCh)
+	q.readyCh = make(chan struct{})
+}
+
+// Close commits what is pending, stops the queue and closes the database. It
+// may be called more than once.
+func (q *Queue) Close() error {
+	q.closeOnce.Do(func() {
+		if q.db == nil {
+			return
+		}
+		q.mu.Lock()
+		q.closed = true
+		q.mu.Unlock()
+		close(q.closing)
+		<-q.flushDone
+		if err := q.db.Close(); err != nil {
+			q.closeErr = fmt.Errorf("cannot close queue database: %w", err)
+		}
+	})
+	return q.closeErr
+}
+
+// Run expires leases, wakes delayed jobs and runs value-log GC until ctx is
+// done (it returns nil) or the queue is closed (ErrClosed).
+func (q *Queue) Run(ctx context.Context) error {
+	gc := time.NewTicker(q.opts.GCInterval)
+	defer gc.Stop()
+	tick := time.NewTicker(min(time.Second, q.opts.LeaseTimeout/4+time.Millisecond))
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-q.closing:
+			return ErrClosed
+		case <-tick.C:
+			q.mu.Lock()
+			if !q.closed {
+				q.promoteLocked(q.now().UnixNano())
+			}
+			q.mu.Unlock()
+		case <-gc.C:
+			q.runGC()
+		}
+	}
+}
+
+// runGC rewrites value-log files while Badger finds enough garbage.
+func (q *Queue) runGC() {
+	n := 0
+	for n < 16 {
+		select {
+		case <-q.closing:
+			return
+		default:
+		}
+		if err := q.db.RunValueLogGC(0.5); err != nil {
+			if !errors.Is(err, badger.ErrNoRewrite) && !errors.Is(err, badger.ErrRejected) {
+				q.log.Warn("queue value-log GC failed", "err", err)
+			}
+			break
+		}
+		n++
+	}
+	if n > 0 {
+		q.log.Debug("queue value-log GC", "rewritten", n)
+	}
+}
+
+// promoteLocked returns expired leases' jobs to their place and moves delayed
+// jobs whose time has come to ready.
+func (q *Queue) promoteLocked(now int64) {
+	woke := false
+	for id, l := range q.st.leases {
+		if l.deadline <= now {
+			delete(q.st.leases, id)
+			q.st.ready[l.rec.Priority].push(entry{seq: l.rec.Seq, enq: l.rec.EnqueuedAt, id: id})
+			q.log.Warn("queue lease expired, job returned", "job_id", id, "attempt", l.rec.Attempt)
+			woke = true
+		}
+	}
+	for len(q.st.delayed) > 0 && q.st.delayed[0].due <= now {
+		d := q.st.delayed.pop()
+		q.st.ready[d.prio].push(d.e)
+		woke = true
+	}
+	if woke {
+		q.broadcastLocked()
+	}
+}
+
+// nextWakeLocked is when the next delayed job or lease deadline falls due
+// (Unix ns), or 0 when nothing is pending.
+func (q *Queue) nextWakeLocked() int64 {
+	var t int64
+	if len(q.st.delayed) > 0 {
+		t = q.st.delayed[0].due
+	}
+	for _, l := range q.st.leases {
+		if t == 0 || l.deadline < t {
+			t = l.deadline
+		}
+	}
+	return t
+}
+
+func syncDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// runLater runs the funcs in *fs on another goroutine, if there are any.
+func runLater(fs *[]func()) {
+	if len(*fs) > 0 {
+		go runAll(*fs)
+	}
+}

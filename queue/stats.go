@@ -1,0 +1,68 @@
+package queue
+
+import "time"
+
+// Stats is a snapshot of the queue's counters.
+type Stats struct {
+	Ready        map[int]int // ready jobs by priority (priorities with none are absent)
+	ReadyTotal   int
+	Leased       int
+	Delayed      int // waiting for a retry
+	Dead         int
+	Outbox       int
+	Bytes        int64         // image bytes held, dead jobs included
+	OldestReady  time.Duration // age of the oldest ready job, 0 when none
+	OutboxOldest time.Duration // age of the oldest outbox row, 0 when none
+	Full         bool          // a job of average size would be refused
+	Expired      uint64        // jobs expired since Open
+	Damaged      uint64        // records set aside as damaged (held on disk)
+	MaxJobs      int
+	MaxBytes     int64
+}
+
+// Stats returns the counters, kept in memory and rebuilt at Open.
+func (q *Queue) Stats() Stats {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	now := q.now().UnixNano()
+	if !q.closed {
+		q.promoteLocked(now)
+	}
+	s := Stats{
+		Ready:    make(map[int]int),
+		Leased:   len(q.st.leases),
+		Delayed:  len(q.st.delayed),
+		Dead:     q.st.dead,
+		Outbox:   q.st.outCount,
+		Bytes:    q.st.bytes,
+		Expired:  q.st.expired,
+		Damaged:  q.st.damaged,
+		MaxJobs:  q.opts.MaxJobs,
+		MaxBytes: q.opts.MaxBytes,
+	}
+	var oldest int64
+	for p := range q.st.ready {
+		h := q.st.ready[p]
+		if len(h) == 0 {
+			continue
+		}
+		s.Ready[p] = len(h)
+		s.ReadyTotal += len(h)
+		if oldest == 0 || h[0].enq < oldest {
+			oldest = h[0].enq
+		}
+	}
+	if oldest != 0 {
+		s.OldestReady = time.Duration(max(now-oldest, 0))
+	}
+	if q.st.outHead < len(q.st.outbox) {
+		s.OutboxOldest = time.Duration(max(now-q.st.outbox[q.st.outHead].created, 0))
+	}
+	if q.opts.MaxJobs > 0 && q.st.jobs >= q.opts.MaxJobs {
+		s.Full = true
+	}
+	if q.opts.MaxBytes > 0 && q.st.jobs > 0 && q.st.bytes+q.st.bytes/int64(q.st.jobs) > q.opts.MaxBytes {
+		s.Full = true
+	}
+	return s
+}
