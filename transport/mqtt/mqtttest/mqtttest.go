@@ -236,6 +236,13 @@ func (b *Broker) stop(sig syscall.Signal) {
 	b.cmd, b.done, b.log = nil, nil, nil
 }
 
+// Start starts a stopped broker again on the same ports with the same
+// persistence directory.
+func (b *Broker) Start() {
+	b.t.Helper()
+	b.start()
+}
+
 // Restart stops the broker gracefully and starts it again on the same
 // ports with the same persistence directory.
 func (b *Broker) Restart() {

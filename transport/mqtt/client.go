@@ -1,0 +1,663 @@
+package mqtt
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/eclipse/paho.mqtt.golang/packets"
+)
+
+// ErrNotAuthorized is returned (wrapped) when the broker refuses the
+// credentials. Retrying will not help until the configuration changes.
+var ErrNotAuthorized = errors.New("broker refused the credentials")
+
+// ErrClosed is returned by Open and Run after Close.
+var ErrClosed = errors.New("mqtt client closed")
+
+// Availability payloads on <prefix>/<node>/available.
+const (
+	Online  = "online"
+	Offline = "offline"
+	Stopped = "stopped"
+)
+
+// OutboxRow is one message waiting in the durable outbox.
+type OutboxRow struct {
+	Seq       uint64
+	Topic     string // relative, e.g. "results/cam1"; "<prefix>/<node>/" is prepended
+	Payload   []byte
+	CreatedAt time.Time
+}
+
+// Outbox is the durable store of messages to publish. OutboxPeek returns
+// the n oldest rows in Seq order; OutboxDelete removes rows once the broker
+// has them; OutboxNotify signals that rows were added.
+type Outbox interface {
+	OutboxPeek(n int) ([]OutboxRow, error)
+	OutboxDelete(seqs ...uint64) error
+	OutboxNotify() <-chan struct{}
+}
+
+// Stats are counters since New.
+type Stats struct {
+	Connected      bool
+	Subscribed     bool // ingest subscriptions acknowledged on this connection
+	ConnectedSince time.Time
+	Connects       uint64 // successful connections
+	Reconnects     uint64 // successful connections after the first
+	Published      uint64 // outbox rows acknowledged by the broker and deleted
+	Received       uint64 // ingest messages received (redeliveries included)
+	Ingested       uint64 // ingest messages that became new jobs
+	Duplicates     uint64 // ingest messages whose job already existed
+	Refused        uint64 // ingest messages refused for good (acked, event sent)
+	Rejected       uint64 // ingest submits that failed transiently (not acked, retried)
+	OutboxErrors   uint64
+	EventsDropped  uint64 // events not sent because the client was offline
+	LastError      string
+	LastErrorAt    time.Time
+}
+
+// Client is inferq's connection to an MQTT broker: it publishes
+// availability, health, events and the outbox, and feeds ingest messages
+// to a Sink.
+type Client struct {
+	cfg      Config
+	outbox   Outbox
+	sink     Sink
+	log      *slog.Logger
+	base     string // "<prefix>/<node>/"
+	now      func() time.Time
+	ctx      context.Context // cancelled by Close
+	cancel   context.CancelFunc
+	closeMu  sync.Mutex
+	closed   bool
+	mu       sync.Mutex
+	cur      *conn
+	gen      uint64
+	health   []byte
+	stats    Stats
+	running  atomic.Bool
+	runDone  chan struct{}
+	closeErr error
+}
+
+// conn is one network connection: a fresh paho client per connection, so
+// nothing (tokens, stores, message ids) crosses a reconnect.
+type conn struct {
+	cl       paho.Client
+	gen      uint64
+	lost     chan struct{}
+	lostOnce sync.Once
+	lostErr  error
+	since    time.Time
+}
+
+func (cn *conn) markLost(err error) {
+	cn.lostOnce.Do(func() {
+		cn.lostErr = err
+		close(cn.lost)
+	})
+}
+
+func (cn *conn) isLost() bool {
+	select {
+	case <-cn.lost:
+		return true
+	default:
+		return false
+	}
+}
+
+// New checks the configuration, reads the password and TLS files once (so
+// mistakes show at start-up) and returns a Client that is not connected.
+// sink may be nil when ingest is disabled.
+func New(cfg Config, outbox Outbox, sink Sink, logger *slog.Logger) (*Client, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.setDefaults()
+	if outbox == nil {
+		return nil, errors.New("mqtt: outbox is required")
+	}
+	if cfg.IngestEnabled && sink == nil {
+		return nil, errors.New("mqtt: ingest_enabled needs a sink")
+	}
+	if logger == nil {
+		return nil, errors.New("mqtt: logger is required")
+	}
+	if _, err := readPassword(cfg.PasswordFile); err != nil {
+		return nil, fmt.Errorf("mqtt: %w", err)
+	}
+	if _, err := cfg.TLS.build(); err != nil {
+		return nil, fmt.Errorf("mqtt: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Client{
+		cfg: cfg, outbox: outbox, sink: sink, log: logger,
+		base: cfg.Prefix + "/" + cfg.Node + "/",
+		now:  time.Now, ctx: ctx, cancel: cancel,
+		runDone: make(chan struct{}),
+	}, nil
+}
+
+// Topic returns the absolute topic for a relative one ("health" ->
+// "<prefix>/<node>/health").
+func (c *Client) Topic(rel string) string { return c.base + rel }
+
+// Open makes the first connection attempt. A broker that cannot be reached
+// is not an error (the box works offline; Run keeps trying), but refused
+// credentials are: the error wraps ErrNotAuthorized.
+func (c *Client) Open(ctx context.Context) error {
+	if c.ctx.Err() != nil {
+		return ErrClosed
+	}
+	cn, err := c.connect(ctx)
+	if err != nil {
+		c.setErr(err)
+		if errors.Is(err, ErrNotAuthorized) {
+			return fmt.Errorf("mqtt: %w", err)
+		}
+		c.log.Warn("mqtt broker not reachable, will retry", "err", err)
+		return nil
+	}
+	c.adopt(cn)
+	return nil
+}
+
+// Run keeps the connection up (reconnecting with capped, jittered
+// exponential backoff) and publishes the outbox until ctx is done or Close
+// is called. It returns nil then.
+func (c *Client) Run(ctx context.Context) error {
+	if !c.running.CompareAndSwap(false, true) {
+		return errors.New("mqtt: Run called twice")
+	}
+	defer close(c.runDone)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(c.ctx, cancel)
+	defer stop()
+
+	attempt := 0
+	for ctx.Err() == nil {
+		c.mu.Lock()
+		cn := c.cur
+		c.mu.Unlock()
+		if cn == nil {
+			var err error
+			cn, err = c.connect(ctx)
+			if err != nil {
+				if ctx.Err() != nil {
+					break
+				}
+				c.setErr(err)
+				d := backoff(attempt, c.cfg.ReconnectMin, c.cfg.ReconnectMax)
+				attempt++
+				c.log.Warn("cannot connect to mqtt broker", "err", err, "retry_in", d.Round(time.Millisecond))
+				select {
+				case <-ctx.Done():
+				case <-time.After(d):
+				}
+				continue
+			}
+			if !c.adopt(cn) {
+				break
+			}
+		}
+		c.serve(ctx, cn)
+		if time.Since(cn.since) > 10*time.Second {
+			attempt = 0
+		}
+		c.mu.Lock()
+		if c.cur == cn {
+			c.cur = nil
+			c.stats.Connected = false
+			c.stats.Subscribed = false
+		}
+		c.mu.Unlock()
+		if ctx.Err() == nil {
+			// A dropped connection: wait a jittered moment before the next
+			// attempt so a fleet does not reconnect in lock-step.
+			d := backoff(attempt, c.cfg.ReconnectMin, c.cfg.ReconnectMax)
+			attempt++
+			c.log.Warn("mqtt connection lost", "err", cn.lostErr, "retry_in", d.Round(time.Millisecond))
+			cn.cl.Disconnect(0)
+			select {
+			case <-ctx.Done():
+			case <-time.After(d):
+			}
+		}
+	}
+	return nil
+}
+
+// backoff returns a duration in [d/2, d] where d = min(max, min*2^attempt).
+func backoff(attempt int, min, max time.Duration) time.Duration {
+	d := min
+	for i := 0; i < attempt && d < max; i++ {
+		d *= 2
+	}
+	if d > max {
+		d = max
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+// connect makes one connection attempt with a fresh paho client.
+func (c *Client) connect(ctx context.Context) (*conn, error) {
+	pw, err := readPassword(c.cfg.PasswordFile)
+	if err != nil {
+		return nil, err
+	}
+	tc, err := c.cfg.TLS.build()
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	c.gen++
+	cn := &conn{gen: c.gen, lost: make(chan struct{})}
+	c.mu.Unlock()
+
+	o := paho.NewClientOptions()
+	for _, b := range c.cfg.Brokers {
+		o.AddBroker(b)
+	}
+	o.SetClientID(c.cfg.ClientID)
+	o.SetProtocolVersion(4)
+	o.SetCleanSession(false)
+	o.SetAutoReconnect(false)
+	o.SetConnectRetry(false)
+	o.SetOrderMatters(false)
+	o.SetAutoAckDisabled(true)
+	o.SetResumeSubs(false)
+	o.SetKeepAlive(c.cfg.KeepAlive)
+	o.SetPingTimeout(c.cfg.ConnectTimeout)
+	o.SetConnectTimeout(c.cfg.ConnectTimeout)
+	o.SetWriteTimeout(c.cfg.PublishTimeout)
+	o.SetTLSConfig(tc)
+	o.SetBinaryWill(c.base+"available", []byte(Offline), 1, true)
+	if c.cfg.Username != "" {
+		o.SetUsername(c.cfg.Username)
+		o.SetPassword(pw)
+	}
+	o.SetConnectionLostHandler(func(_ paho.Client, err error) { cn.markLost(err) })
+	o.SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) { c.handleIngest(cn, m) })
+	cn.cl = paho.NewClient(o)
+
+	tok := cn.cl.Connect()
+	select {
+	case <-tok.Done():
+	case <-ctx.Done():
+		go cn.cl.Disconnect(0)
+		return nil, ctx.Err()
+	}
+	if err := tok.Error(); err != nil {
+		cn.cl.Disconnect(0)
+		if errors.Is(err, packets.ErrorRefusedBadUsernameOrPassword) || errors.Is(err, packets.ErrorRefusedNotAuthorised) {
+			return nil, fmt.Errorf("cannot connect to %v as %q: %w: %w", c.cfg.Brokers, c.cfg.Username, ErrNotAuthorized, err)
+		}
+		return nil, fmt.Errorf("cannot connect to %v: %w", c.cfg.Brokers, err)
+	}
+	cn.since = time.Now()
+	return cn, nil
+}
+
+// adopt makes cn the current connection and announces it: retained
+// "online", the latest health document, the ingest subscriptions.
+func (c *Client) adopt(cn *conn) bool {
+	c.mu.Lock()
+	if c.ctx.Err() != nil {
+		c.mu.Unlock()
+		cn.cl.Disconnect(0)
+		return false
+	}
+	c.cur = cn
+	c.stats.Connected = true
+	c.stats.ConnectedSince = cn.since
+	c.stats.Connects++
+	if c.stats.Connects > 1 {
+		c.stats.Reconnects++
+	}
+	health := c.health
+	c.mu.Unlock()
+	c.log.Info("mqtt connected", "client_id", c.cfg.ClientID, "generation", cn.gen)
+
+	cn.cl.Publish(c.base+"available", 1, true, []byte(Online))
+	if health != nil {
+		cn.cl.Publish(c.base+"health", 1, true, health)
+	}
+	if c.cfg.IngestEnabled {
+		filters := map[string]byte{c.base + "ingest/+": 1}
+		for _, f := range c.cfg.IngestFilters {
+			filters[f] = 1
+		}
+		tok := cn.cl.SubscribeMultiple(filters, nil)
+		go func() {
+			select {
+			case <-tok.Done():
+			case <-cn.lost:
+				return
+			case <-time.After(c.cfg.PublishTimeout):
+				c.setErr(errors.New("cannot subscribe: no SUBACK in time"))
+				cn.cl.Disconnect(0)
+				cn.markLost(errors.New("no SUBACK in time"))
+				return
+			}
+			if err := tok.Error(); err != nil {
+				c.setErr(fmt.Errorf("cannot subscribe: %w", err))
+				return
+			}
+			ok := true
+			for f, code := range tok.(*paho.SubscribeToken).Result() {
+				if code == 0x80 {
+					ok = false
+					c.setErr(fmt.Errorf("cannot subscribe to %q: broker refused", f))
+				}
+			}
+			c.mu.Lock()
+			if c.cur == cn {
+				c.stats.Subscribed = ok
+			}
+			c.mu.Unlock()
+		}()
+	}
+	return true
+}
+
+// serve publishes the outbox over cn until it is lost or ctx is done.
+func (c *Client) serve(ctx context.Context, cn *conn) {
+	notify := c.outbox.OutboxNotify()
+	poll := time.NewTicker(5 * time.Second)
+	defer poll.Stop()
+	for {
+		if ctx.Err() != nil || cn.isLost() {
+			return
+		}
+		rows, err := c.outbox.OutboxPeek(c.cfg.OutboxBatch)
+		if err != nil {
+			c.outboxErr(fmt.Errorf("cannot read outbox: %w", err))
+			select {
+			case <-ctx.Done():
+			case <-cn.lost:
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		if len(rows) == 0 {
+			select {
+			case <-ctx.Done():
+			case <-cn.lost:
+			case <-notify:
+			case <-poll.C:
+			}
+			continue
+		}
+		if !c.publishBatch(ctx, cn, rows) {
+			// A failed publish means a broken connection; make sure it is
+			// torn down and wait for it.
+			cn.cl.Disconnect(0)
+			cn.markLost(errors.New("publish failed"))
+			return
+		}
+	}
+}
+
+// publishBatch sends rows at QoS 1 and deletes the prefix of rows whose
+// PUBACK came on this very connection. It reports whether all went well.
+func (c *Client) publishBatch(ctx context.Context, cn *conn, rows []OutboxRow) bool {
+	toks := make([]paho.Token, len(rows))
+	for i, r := range rows {
+		if err := ValidateTopic(r.Topic); err != nil {
+			// A bad row would block the outbox forever: drop it loudly.
+			c.outboxErr(fmt.Errorf("outbox row %d has invalid topic %q: %w (dropped)", r.Seq, r.Topic, err))
+			toks[i] = nil
+			continue
+		}
+		toks[i] = cn.cl.Publish(c.base+r.Topic, 1, false, r.Payload)
+	}
+	timeout := time.NewTimer(c.cfg.PublishTimeout)
+	defer timeout.Stop()
+	done := make([]uint64, 0, len(rows))
+	ok := true
+	for i, tok := range toks {
+		if tok != nil {
+			select {
+			case <-tok.Done():
+			case <-cn.lost:
+				ok = false
+			case <-timeout.C:
+				c.setErr(fmt.Errorf("no PUBACK within %v", c.cfg.PublishTimeout))
+				ok = false
+			}
+			if !ok {
+				break
+			}
+			if err := tok.Error(); err != nil {
+				c.setErr(fmt.Errorf("cannot publish outbox row %d: %w", rows[i].Seq, err))
+				ok = false
+				break
+			}
+			// The PUBACK must belong to this connection.
+			c.mu.Lock()
+			same := c.cur == cn && !cn.isLost()
+			c.mu.Unlock()
+			if !same {
+				ok = false
+				break
+			}
+		}
+		done = append(done, rows[i].Seq)
+	}
+	if len(done) > 0 {
+		if err := c.outbox.OutboxDelete(done...); err != nil {
+			c.outboxErr(fmt.Errorf("cannot delete outbox rows: %w", err))
+			return ok
+		}
+		c.mu.Lock()
+		c.stats.Published += uint64(len(done))
+		c.mu.Unlock()
+	}
+	_ = ctx
+	return ok
+}
+
+// SetHealth stores the retained health document and publishes it now if
+// connected; it is published again after every reconnect.
+func (c *Client) SetHealth(payload []byte) {
+	p := append([]byte(nil), payload...)
+	c.mu.Lock()
+	c.health = p
+	cn := c.cur
+	c.mu.Unlock()
+	if cn != nil && !cn.isLost() {
+		cn.cl.Publish(c.base+"health", 1, true, p)
+	}
+}
+
+// PublishEvent publishes payload on <prefix>/<node>/events at QoS 1
+// without waiting. Events are best-effort: while offline they are dropped
+// (counted in Stats.EventsDropped).
+func (c *Client) PublishEvent(payload []byte) {
+	c.mu.Lock()
+	cn := c.cur
+	if cn == nil || cn.isLost() {
+		c.stats.EventsDropped++
+		c.mu.Unlock()
+		return
+	}
+	c.mu.Unlock()
+	cn.cl.Publish(c.base+"events", 1, false, payload)
+}
+
+// Stats returns a snapshot of the counters.
+func (c *Client) Stats() Stats {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.stats
+}
+
+func (c *Client) setErr(err error) {
+	c.mu.Lock()
+	c.stats.LastError = err.Error()
+	c.stats.LastErrorAt = time.Now()
+	c.mu.Unlock()
+}
+
+func (c *Client) outboxErr(err error) {
+	c.log.Error("mqtt outbox", "err", err)
+	c.mu.Lock()
+	c.stats.OutboxErrors++
+	c.stats.LastError = err.Error()
+	c.stats.LastErrorAt = time.Now()
+	c.mu.Unlock()
+}
+
+// Close publishes a retained "stopped", disconnects cleanly (so the broker
+// does not send the "offline" will) and stops Run. Unacknowledged ingest
+// messages stay with the broker. Close may be called more than once.
+func (c *Client) Close() error {
+	c.closeMu.Lock()
+	defer c.closeMu.Unlock()
+	if c.closed {
+		return c.closeErr
+	}
+	c.closed = true
+	c.mu.Lock()
+	cn := c.cur
+	c.cur = nil
+	c.stats.Connected, c.stats.Subscribed = false, false
+	c.mu.Unlock()
+	c.cancel()
+	if cn != nil && !cn.isLost() {
+		tok := cn.cl.Publish(c.base+"available", 1, true, []byte(Stopped))
+		select {
+		case <-tok.Done():
+			if err := tok.Error(); err != nil {
+				c.closeErr = fmt.Errorf("cannot publish %q: %w", Stopped, err)
+			}
+		case <-cn.lost:
+		case <-time.After(c.cfg.ConnectTimeout):
+			c.closeErr = fmt.Errorf("cannot publish %q: no PUBACK in %v", Stopped, c.cfg.ConnectTimeout)
+		}
+		cn.cl.Disconnect(250)
+		cn.markLost(ErrClosed)
+	}
+	if c.running.Load() {
+		<-c.runDone
+	}
+	return c.closeErr
+}
+
+// ingestEvent is the JSON published on <prefix>/<node>/events about an
+// ingest message that was refused or could not be queued.
+type ingestEvent struct {
+	Event  string    `json:"event"`
+	Node   string    `json:"node"`
+	ID     string    `json:"id,omitempty"`
+	Source string    `json:"source,omitempty"`
+	Topic  string    `json:"topic"`
+	Size   int       `json:"size"`
+	Reason string    `json:"reason"`
+	Retry  bool      `json:"retry"`
+	Time   time.Time `json:"time"`
+}
+
+func (c *Client) event(ev ingestEvent) {
+	b, err := c.eventJSON(ev)
+	if err != nil {
+		c.log.Error("cannot encode event", "err", err)
+		return
+	}
+	c.PublishEvent(b)
+}
+
+func (c *Client) eventJSON(ev ingestEvent) ([]byte, error) {
+	ev.Event, ev.Node, ev.Time = "rejected", c.cfg.Node, c.now().UTC()
+	return json.Marshal(ev)
+}
+
+// handleIngest runs in its own goroutine per message (SetOrderMatters(false)).
+// The message is acknowledged only after Sink.Submit returned without error
+// (the job is durable), or when the payload is refused for good.
+func (c *Client) handleIngest(cn *conn, m paho.Message) {
+	c.mu.Lock()
+	c.stats.Received++
+	c.mu.Unlock()
+	if c.sink == nil {
+		// Not subscribed to ingest; a stray message from an old session.
+		m.Ack()
+		return
+	}
+	payload := m.Payload()
+	it, err := ParseIngest(m.Topic(), payload, c.cfg.MaxPayload, c.now())
+	if err == nil && it.Priority == 0 {
+		if p, ok := c.cfg.SourcePriority[it.Source]; ok {
+			it.Priority = p
+		} else {
+			it.Priority = c.cfg.DefaultPriority
+		}
+	}
+	if err != nil {
+		c.refuse(m, it, err)
+		return
+	}
+	delay := 200 * time.Millisecond
+	announced := false
+	for {
+		dup, err := c.sink.Submit(c.ctx, it)
+		if err == nil {
+			m.Ack()
+			c.mu.Lock()
+			if dup {
+				c.stats.Duplicates++
+			} else {
+				c.stats.Ingested++
+			}
+			c.mu.Unlock()
+			return
+		}
+		if errors.Is(err, ErrRefused) {
+			c.refuse(m, it, err)
+			return
+		}
+		// Transient: keep the message unacknowledged (the broker holds it
+		// and redelivers it after a crash or reconnect) and retry in place.
+		c.mu.Lock()
+		c.stats.Rejected++
+		c.stats.LastError = err.Error()
+		c.stats.LastErrorAt = time.Now()
+		c.mu.Unlock()
+		if !announced {
+			announced = true
+			c.log.Warn("ingest message not queued, retrying", "id", it.ID, "source", it.Source, "err", err)
+			c.event(ingestEvent{ID: it.ID, Source: it.Source, Topic: m.Topic(), Size: len(payload), Reason: err.Error(), Retry: true})
+		}
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-cn.lost:
+			// The broker redelivers on the next connection.
+			return
+		case <-time.After(delay):
+		}
+		if delay *= 2; delay > 5*time.Second {
+			delay = 5 * time.Second
+		}
+	}
+}
+
+func (c *Client) refuse(m paho.Message, it IngestItem, err error) {
+	c.log.Warn("ingest message refused", "topic", m.Topic(), "size", len(m.Payload()), "id", it.ID, "err", err)
+	c.mu.Lock()
+	c.stats.Refused++
+	c.mu.Unlock()
+	c.event(ingestEvent{ID: it.ID, Source: it.Source, Topic: m.Topic(), Size: len(m.Payload()), Reason: err.Error(), Retry: false})
+	m.Ack()
+}
