@@ -1,0 +1,123 @@
+package infer
+
+import (
+	"bufio"
+	"context"
+	"encoding/gob"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/ebitengine/purego"
+)
+
+// Protocol between Supervisor and ServeChild: gob-encoded request/response pairs over
+// the child's stdin/stdout, strictly one request in flight.
+const (
+	opOpen = "open"
+	opRun  = "run"
+)
+
+type request struct {
+	Op       string
+	Runtime  RuntimeConfig
+	Model    ModelConfig
+	Image    []byte
+	Deadline time.Time // zero: none
+}
+
+type response struct {
+	Info   *ModelInfo
+	Result *Result
+	Err    *wireError
+}
+
+// TestHooksEnv, when set to 1 in the child's environment, lets images that start with
+// "inferq-test:crash" or "inferq-test:hang" crash or hang the child. Only for tests of the
+// supervision; never set it in production.
+const TestHooksEnv = "INFERQ_ENGINE_CHILD_TEST_HOOKS"
+
+// ServeChild is the engine child's side: it reads requests from in and answers on out
+// until in is closed or ctx is done. It loads the TFLite library (only this process
+// does), opens the model on "open" and runs images on "run". cmd/inferq's hidden
+// engine-child subcommand calls it with stdin and stdout.
+func ServeChild(ctx context.Context, in io.Reader, out io.Writer, logger *slog.Logger) error {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	hooks := os.Getenv(TestHooksEnv) == "1"
+	bw := bufio.NewWriter(out)
+	dec := gob.NewDecoder(bufio.NewReader(in))
+	enc := gob.NewEncoder(bw)
+	var eng Engine
+	defer func() {
+		if eng != nil {
+			eng.Close()
+		}
+	}()
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil
+		}
+		var req request
+		if err := dec.Decode(&req); err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return fmt.Errorf("cannot read request: %w", err)
+		}
+		var resp response
+		switch req.Op {
+		case opOpen:
+			if eng != nil {
+				eng.Close()
+				eng = nil
+			}
+			e, err := OpenTFLite(ctx, req.Runtime, req.Model, logger)
+			if err != nil {
+				resp.Err = toWire(err)
+			} else {
+				eng = e
+				info := e.Info()
+				resp.Info = &info
+			}
+		case opRun:
+			if hooks {
+				testHook(req.Image)
+			}
+			if eng == nil {
+				resp.Err = toWire(newErr(ErrClosed, false, nil, "no model loaded"))
+				break
+			}
+			rctx, cancel := ctx, context.CancelFunc(func() {})
+			if !req.Deadline.IsZero() {
+				rctx, cancel = context.WithDeadline(ctx, req.Deadline)
+			}
+			r, err := eng.Run(rctx, req.Image)
+			cancel()
+			resp.Result, resp.Err = r, toWire(err)
+		default:
+			resp.Err = toWire(newErr(ErrEngine, false, nil, "unknown request %q", req.Op))
+		}
+		if err := enc.Encode(&resp); err != nil {
+			return fmt.Errorf("cannot write response: %w", err)
+		}
+		if err := bw.Flush(); err != nil {
+			return fmt.Errorf("cannot write response: %w", err)
+		}
+	}
+}
+
+func testHook(img []byte) {
+	switch {
+	case len(img) >= 17 && string(img[:17]) == "inferq-test:crash":
+		// Jump to an unmapped address from native code: a real SIGSEGV in C, as a crash
+		// inside the runtime would give.
+		purego.SyscallN(8)
+	case len(img) >= 16 && string(img[:16]) == "inferq-test:hang":
+		select {} // ignores every deadline, as a stuck native call would
+	}
+}

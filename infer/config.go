@@ -1,0 +1,142 @@
+package infer
+
+import (
+	"fmt"
+	"time"
+)
+
+// Kinds of models (ModelConfig.Kind).
+const (
+	KindClassification = "classification"
+	KindDetection      = "detection"
+	KindRaw            = "raw"
+)
+
+// Normalizations (ModelConfig.Normalize) of 8-bit pixel values p in [0,255].
+const (
+	Normalize01      = "0_1"      // p/255
+	NormalizeM11     = "-1_1"     // p/127.5 - 1
+	NormalizeMeanStd = "mean_std" // (p - Mean[c]) / Std[c], Mean and Std in pixel units
+	NormalizeNone    = "none"     // p
+)
+
+// DefaultMaxPixels is the decompression-bomb limit when ModelConfig.MaxPixels is 0.
+const DefaultMaxPixels = 50_000_000
+
+// ModelConfig says which model to load and how to feed and read it.
+type ModelConfig struct {
+	Path   string // the .tflite file (or SavedModel dir for the tensorflow engine)
+	Name   string // reported model name; default: the file name without extension
+	Labels string // optional labels file: line i is the label of class i
+	Kind   string // "classification" (default), "detection" or "raw"
+	// TopK is how many classes a classification result lists (default 5).
+	TopK int
+	// ScoreThreshold drops classes and detections scoring below it.
+	ScoreThreshold float32
+	// Normalize maps pixels to float inputs (default "0_1"); quantized inputs are then
+	// quantized with the tensor's scale and zero point.
+	Normalize string
+	Mean, Std [3]float32 // for "mean_std", per RGB channel, in pixel units (0..255)
+	Threads   int        // TFLite CPU threads; 0 = runtime default
+	// Delegate is an external delegate library (libedgetpu.so.1, a GPU delegate); if it
+	// cannot be loaded the model runs on the CPU and ModelInfo.DelegateError says why.
+	Delegate        string
+	DelegateOptions map[string]string
+	MaxPixels       int64 // decompression-bomb limit (width×height), default 50e6
+}
+
+// RuntimeConfig says where the TFLite C library is.
+type RuntimeConfig struct {
+	// Library is the TFLite C library (libtensorflowlite_c.so, or Debian's
+	// libtensorflow-lite.so.2.14.1). Empty: inside RuntimeDir if set, else the dynamic
+	// loader's search path.
+	Library string
+	// RuntimeDir is a closure made by packaging/fetch-tflite-runtime.sh; the engine child
+	// then runs under its loader (<dir>/usr/lib64/ld-linux-x86-64.so.2 --library-path
+	// <dir>/usr/lib/x86_64-linux-gnu).
+	RuntimeDir string
+}
+
+// withDefaults returns c with defaults filled in, or an error naming the bad field.
+func (c ModelConfig) withDefaults() (ModelConfig, error) {
+	if c.Path == "" {
+		return c, newErr(ErrBadConfig, true, nil, "model.path is empty")
+	}
+	if c.Kind == "" {
+		c.Kind = KindClassification
+	}
+	switch c.Kind {
+	case KindClassification, KindDetection, KindRaw:
+	default:
+		return c, newErr(ErrBadConfig, true, nil, "model.kind %q: want classification, detection or raw", c.Kind)
+	}
+	if c.TopK == 0 {
+		c.TopK = 5
+	}
+	if c.TopK < 0 {
+		return c, newErr(ErrBadConfig, true, nil, "model.top_k %d: must be positive", c.TopK)
+	}
+	if c.Normalize == "" {
+		c.Normalize = Normalize01
+	}
+	switch c.Normalize {
+	case Normalize01, NormalizeM11, NormalizeNone:
+	case NormalizeMeanStd:
+		for i, s := range c.Std {
+			if s == 0 {
+				return c, newErr(ErrBadConfig, true, nil, "model.std[%d] is 0 with normalize mean_std", i)
+			}
+		}
+	default:
+		return c, newErr(ErrBadConfig, true, nil, "model.normalize %q: want 0_1, -1_1, mean_std or none", c.Normalize)
+	}
+	if c.Threads < 0 {
+		return c, newErr(ErrBadConfig, true, nil, "model.threads %d: must be >= 0", c.Threads)
+	}
+	if c.MaxPixels == 0 {
+		c.MaxPixels = DefaultMaxPixels
+	}
+	if c.MaxPixels < 0 {
+		return c, newErr(ErrBadConfig, true, nil, "model.max_pixels %d: must be positive", c.MaxPixels)
+	}
+	if c.ScoreThreshold < 0 || c.ScoreThreshold > 1 {
+		return c, newErr(ErrBadConfig, true, nil, "model.score_threshold %v: want 0..1", c.ScoreThreshold)
+	}
+	return c, nil
+}
+
+// ModelInfo identifies the loaded model.
+type ModelInfo struct {
+	Name          string       `json:"name"`
+	Path          string       `json:"path"`
+	SHA256        string       `json:"sha256"`
+	LoadedAt      time.Time    `json:"loaded_at"`
+	Runtime       string       `json:"runtime"` // "tflite", "tensorflow"
+	Version       string       `json:"version"` // the runtime's version
+	Inputs        []TensorInfo `json:"inputs"`
+	Outputs       []TensorInfo `json:"outputs"`
+	Kind          string       `json:"kind"`
+	Delegate      string       `json:"delegate,omitempty"`       // delegate in use
+	DelegateError string       `json:"delegate_error,omitempty"` // why the delegate is not in use
+}
+
+// TensorInfo describes one input or output tensor.
+type TensorInfo struct {
+	Name      string  `json:"name"`
+	Type      string  `json:"type"` // "float32", "uint8", "int8", "int32", ...
+	Shape     []int   `json:"shape"`
+	Scale     float32 `json:"scale,omitempty"`      // quantization scale, 0 if not quantized
+	ZeroPoint int32   `json:"zero_point,omitempty"` // quantization zero point
+}
+
+func (t TensorInfo) String() string {
+	return fmt.Sprintf("%s %s%v", t.Name, t.Type, t.Shape)
+}
+
+func (t TensorInfo) elements() int {
+	n := 1
+	for _, d := range t.Shape {
+		n *= d
+	}
+	return n
+}

@@ -1,0 +1,159 @@
+package infer
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Engine runs one image at a time through a loaded model. Implementations are not safe
+// for concurrent use. The in-process engine ([OpenTFLite]) and the supervised child
+// ([Supervisor]) both satisfy it.
+type Engine interface {
+	// Info identifies the loaded model and describes its inputs and outputs.
+	Info() ModelInfo
+	// Run decodes, pre-processes, invokes and post-processes one image. It honours the
+	// context's deadline; errors say whether retrying could help (IsPermanent).
+	Run(ctx context.Context, image []byte) (*Result, error)
+	// Close frees the model. Safe to call twice.
+	Close() error
+}
+
+// Backend is a loaded model in some runtime, at the tensor level. Runtimes (TFLite here,
+// TensorFlow in infer/tensorflow) implement it; [NewEngine] adds images and results.
+type Backend interface {
+	Inputs() []TensorInfo
+	Outputs() []TensorInfo
+	// Invoke sets input 0 to input (bytes in the tensor's layout), runs the model, and
+	// returns every output's bytes, valid until the next Invoke. At the context's
+	// deadline the run is cancelled and the error wraps ErrTimeout.
+	Invoke(ctx context.Context, input []byte) ([][]byte, error)
+	// Runtime names the runtime and its version.
+	Runtime() (name, version string)
+	Close() error
+}
+
+// pipeline is the Engine over a Backend.
+type pipeline struct {
+	b      Backend
+	cfg    ModelConfig
+	info   ModelInfo
+	in     inputSpec
+	norm   normalizer
+	labels []string
+	buf    []byte
+	logger *slog.Logger
+}
+
+// NewEngine wraps a backend whose model came from modelBytes (for the sha256) into an
+// Engine: it checks that the inputs and outputs fit cfg.Kind, loads the labels and runs
+// one warm-up inference. The engine owns b and closes it.
+func NewEngine(ctx context.Context, b Backend, cfg ModelConfig, modelBytes []byte, logger *slog.Logger) (Engine, error) {
+	p, err := newPipeline(ctx, b, cfg, modelBytes, logger)
+	if err != nil {
+		b.Close()
+		return nil, err
+	}
+	return p, nil
+}
+
+func newPipeline(ctx context.Context, b Backend, cfg ModelConfig, modelBytes []byte, logger *slog.Logger) (*pipeline, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	ins, outs := b.Inputs(), b.Outputs()
+	if len(ins) != 1 {
+		return nil, badModel(nil, "model has %d inputs, want 1 image input", len(ins))
+	}
+	in, err := imageInput(ins[0])
+	if err != nil {
+		return nil, err
+	}
+	if err := checkOutputs(cfg.Kind, outs); err != nil {
+		return nil, err
+	}
+	labels, err := loadLabels(cfg.Labels)
+	if err != nil {
+		return nil, err
+	}
+	name, version := b.Runtime()
+	sum := sha256.Sum256(modelBytes)
+	info := ModelInfo{
+		Name: cfg.Name, Path: cfg.Path, SHA256: hex.EncodeToString(sum[:]), LoadedAt: time.Now().UTC(),
+		Runtime: name, Version: version, Inputs: ins, Outputs: outs, Kind: cfg.Kind,
+	}
+	if info.Name == "" {
+		info.Name = strings.TrimSuffix(filepath.Base(cfg.Path), filepath.Ext(cfg.Path))
+	}
+	if cfg.Kind == KindClassification && len(labels) > 0 && len(labels) != outs[0].elements() {
+		logger.Warn("labels file does not match the model's classes", "labels", cfg.Labels, "label_count", len(labels), "classes", outs[0].elements())
+	}
+	p := &pipeline{b: b, cfg: cfg, info: info, in: in, norm: newNormalizer(cfg), labels: labels, logger: logger}
+	// Warm up: the first invoke allocates and plans; do it before the first job.
+	size := in.h * in.w * in.c
+	if in.typ == "float32" {
+		size *= 4
+	}
+	if _, err := b.Invoke(ctx, make([]byte, size)); err != nil {
+		return nil, fmt.Errorf("cannot warm up model %s: %w", cfg.Path, err)
+	}
+	return p, nil
+}
+
+func (p *pipeline) Info() ModelInfo { return p.info }
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func (p *pipeline) Run(ctx context.Context, image []byte) (*Result, error) {
+	if p.b == nil {
+		return nil, newErr(ErrClosed, false, nil, "engine is closed")
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, newErr(ErrTimeout, false, err, "before decoding")
+	}
+	t0 := time.Now()
+	img, err := decodeImage(image, p.cfg.MaxPixels)
+	if err != nil {
+		return nil, err
+	}
+	t1 := time.Now()
+	p.buf = preprocess(img, p.in, p.norm, p.buf)
+	t2 := time.Now()
+	outs, err := p.b.Invoke(ctx, p.buf)
+	if err != nil {
+		return nil, err
+	}
+	t3 := time.Now()
+	r := postprocess(p.cfg, p.labels, p.info.Outputs, outs, img)
+	t4 := time.Now()
+	r.Timings = Timings{DecodeMS: ms(t1.Sub(t0)), PreprocessMS: ms(t2.Sub(t1)), InvokeMS: ms(t3.Sub(t2)), PostprocessMS: ms(t4.Sub(t3))}
+	return r, nil
+}
+
+func (p *pipeline) Close() error {
+	if p.b == nil {
+		return nil
+	}
+	err := p.b.Close()
+	p.b = nil
+	return err
+}
+
+// readModel reads the model file; a missing or unreadable file is a permanent error.
+func readModel(path string) ([]byte, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, badModel(err, "cannot read model file")
+	}
+	return data, nil
+}

@@ -1,0 +1,271 @@
+package infer
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"image"
+	"image/gif"
+	"image/jpeg"
+	"image/png"
+	"io"
+	"math"
+)
+
+// Image formats recognized by their first bytes.
+var formats = []struct {
+	name   string
+	magic  []byte
+	config func(io.Reader) (image.Config, error)
+	decode func(io.Reader) (image.Image, error)
+}{
+	{"jpeg", []byte{0xFF, 0xD8, 0xFF}, jpeg.DecodeConfig, jpeg.Decode},
+	{"png", []byte("\x89PNG\r\n\x1a\n"), png.DecodeConfig, png.Decode},
+	{"gif", []byte("GIF8"), gif.DecodeConfig, gif.Decode},
+}
+
+// rgbImage is a decoded image as packed 8-bit RGB (or gray when channels is 1).
+type rgbImage struct {
+	w, h   int
+	format string
+	pix    []uint8 // w*h*3
+}
+
+// decodeImage checks the header against maxPixels before decoding, then decodes to RGB.
+func decodeImage(data []byte, maxPixels int64) (*rgbImage, error) {
+	if len(data) == 0 {
+		return nil, badImage(nil, "empty (0 bytes)")
+	}
+	var f = -1
+	for i, fm := range formats {
+		if bytes.HasPrefix(data, fm.magic) {
+			f = i
+			break
+		}
+	}
+	if f < 0 {
+		return nil, badImage(nil, "not a JPEG, PNG or GIF image (%d bytes starting %q)", len(data), head(data))
+	}
+	fm := formats[f]
+	cfg, err := fm.config(bytes.NewReader(data))
+	if err != nil {
+		return nil, badImage(err, "cannot read %s header (corrupt or truncated)", fm.name)
+	}
+	if cfg.Width <= 0 || cfg.Height <= 0 {
+		return nil, badImage(nil, "%s has zero size %dx%d", fm.name, cfg.Width, cfg.Height)
+	}
+	if px := int64(cfg.Width) * int64(cfg.Height); px > maxPixels {
+		return nil, newErr(ErrImageTooLarge, true, nil, "%s is %dx%d = %d pixels, limit %d", fm.name, cfg.Width, cfg.Height, px, maxPixels)
+	}
+	img, err := fm.decode(bytes.NewReader(data))
+	if err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+			return nil, badImage(err, "%s is truncated", fm.name)
+		}
+		return nil, badImage(err, "cannot decode %s", fm.name)
+	}
+	return toRGB(img, fm.name), nil
+}
+
+func head(b []byte) []byte {
+	if len(b) > 8 {
+		return b[:8]
+	}
+	return b
+}
+
+// toRGB converts any decoded image (YCbCr, gray, RGBA, NRGBA, CMYK, paletted, 16-bit)
+// to packed RGB. Alpha is dropped (colors are taken as they are stored, not blended).
+func toRGB(img image.Image, format string) *rgbImage {
+	b := img.Bounds()
+	w, h := b.Dx(), b.Dy()
+	out := &rgbImage{w: w, h: h, format: format, pix: make([]uint8, w*h*3)}
+	p := out.pix
+	switch m := img.(type) {
+	case *image.YCbCr:
+		for y := range h {
+			for x := range w {
+				yi := m.YOffset(b.Min.X+x, b.Min.Y+y)
+				ci := m.COffset(b.Min.X+x, b.Min.Y+y)
+				r, g, bl := ycbcrToRGB(m.Y[yi], m.Cb[ci], m.Cr[ci])
+				o := (y*w + x) * 3
+				p[o], p[o+1], p[o+2] = r, g, bl
+			}
+		}
+	case *image.Gray:
+		for y := range h {
+			row := m.Pix[y*m.Stride : y*m.Stride+w]
+			for x, v := range row {
+				o := (y*w + x) * 3
+				p[o], p[o+1], p[o+2] = v, v, v
+			}
+		}
+	case *image.NRGBA:
+		for y := range h {
+			row := m.Pix[y*m.Stride : y*m.Stride+4*w]
+			for x := range w {
+				o := (y*w + x) * 3
+				p[o], p[o+1], p[o+2] = row[4*x], row[4*x+1], row[4*x+2]
+			}
+		}
+	case *image.RGBA:
+		for y := range h {
+			row := m.Pix[y*m.Stride : y*m.Stride+4*w]
+			for x := range w {
+				o := (y*w + x) * 3
+				p[o], p[o+1], p[o+2] = row[4*x], row[4*x+1], row[4*x+2]
+			}
+		}
+	default:
+		for y := range h {
+			for x := range w {
+				r, g, bl, _ := img.At(b.Min.X+x, b.Min.Y+y).RGBA()
+				o := (y*w + x) * 3
+				p[o], p[o+1], p[o+2] = uint8(r>>8), uint8(g>>8), uint8(bl>>8)
+			}
+		}
+	}
+	return out
+}
+
+// ycbcrToRGB is the JFIF conversion (as image/color does), inlined for speed.
+func ycbcrToRGB(y, cb, cr uint8) (uint8, uint8, uint8) {
+	yy := int32(y) * 0x10101
+	cb1 := int32(cb) - 128
+	cr1 := int32(cr) - 128
+	r := yy + 91881*cr1
+	g := yy - 22554*cb1 - 46802*cr1
+	b := yy + 116130*cb1
+	return clamp16(r), clamp16(g), clamp16(b)
+}
+
+func clamp16(v int32) uint8 {
+	if uint32(v)&0xff000000 == 0 {
+		return uint8(v >> 16)
+	}
+	if v < 0 {
+		return 0
+	}
+	return 255
+}
+
+// inputSpec is what the model's image input wants.
+type inputSpec struct {
+	h, w, c   int
+	typ       string // float32, uint8, int8
+	scale     float32
+	zeroPoint int32
+}
+
+func imageInput(t TensorInfo) (inputSpec, error) {
+	if len(t.Shape) != 4 || t.Shape[0] != 1 {
+		return inputSpec{}, badModel(nil, "input %s: want an image tensor [1,H,W,C]", t)
+	}
+	s := inputSpec{h: t.Shape[1], w: t.Shape[2], c: t.Shape[3], typ: t.Type, scale: t.Scale, zeroPoint: t.ZeroPoint}
+	if s.h <= 0 || s.w <= 0 || (s.c != 1 && s.c != 3) {
+		return inputSpec{}, badModel(nil, "input %s: want H,W > 0 and 1 or 3 channels", t)
+	}
+	switch s.typ {
+	case "float32":
+	case "uint8", "int8":
+		if s.scale == 0 {
+			return inputSpec{}, badModel(nil, "input %s is %s but has no quantization scale", t, s.typ)
+		}
+	default:
+		return inputSpec{}, badModel(nil, "input %s: type %s is not supported (float32, uint8, int8)", t, s.typ)
+	}
+	return s, nil
+}
+
+// normalizer maps a pixel value of channel c to the model's real-valued input.
+type normalizer struct {
+	mul, add [3]float32
+}
+
+func newNormalizer(cfg ModelConfig) normalizer {
+	var n normalizer
+	for c := range 3 {
+		switch cfg.Normalize {
+		case Normalize01:
+			n.mul[c], n.add[c] = 1.0/255, 0
+		case NormalizeM11:
+			n.mul[c], n.add[c] = 1/127.5, -1
+		case NormalizeMeanStd:
+			n.mul[c], n.add[c] = 1/cfg.Std[c], -cfg.Mean[c]/cfg.Std[c]
+		default:
+			n.mul[c], n.add[c] = 1, 0
+		}
+	}
+	return n
+}
+
+// preprocess resizes img to the input (bilinear, half-pixel centers), normalizes and,
+// for quantized inputs, quantizes; it writes the tensor bytes (NHWC) into dst.
+func preprocess(img *rgbImage, in inputSpec, norm normalizer, dst []byte) []byte {
+	n := in.h * in.w * in.c
+	size := n
+	if in.typ == "float32" {
+		size = 4 * n
+	}
+	if cap(dst) < size {
+		dst = make([]byte, size)
+	}
+	dst = dst[:size]
+	xs := resizeTaps(img.w, in.w)
+	ys := resizeTaps(img.h, in.h)
+	var px [3]float32
+	i := 0
+	for y := range in.h {
+		ty := ys[y]
+		r0 := img.pix[ty.i0*img.w*3:]
+		r1 := img.pix[ty.i1*img.w*3:]
+		for x := range in.w {
+			tx := xs[x]
+			for c := range 3 {
+				a := float32(r0[tx.i0*3+c])*(1-tx.f) + float32(r0[tx.i1*3+c])*tx.f
+				b := float32(r1[tx.i0*3+c])*(1-tx.f) + float32(r1[tx.i1*3+c])*tx.f
+				px[c] = a*(1-ty.f) + b*ty.f
+			}
+			if in.c == 1 {
+				// ITU-R BT.601 luma, then the channel-0 normalization.
+				px[0] = 0.299*px[0] + 0.587*px[1] + 0.114*px[2]
+			}
+			for c := range in.c {
+				v := px[c]*norm.mul[c] + norm.add[c]
+				switch in.typ {
+				case "float32":
+					binary.LittleEndian.PutUint32(dst[4*i:], math.Float32bits(v))
+				case "uint8":
+					dst[i] = uint8(min(max(math.Round(float64(v/in.scale))+float64(in.zeroPoint), 0), 255))
+				case "int8":
+					dst[i] = byte(int8(min(max(math.Round(float64(v/in.scale))+float64(in.zeroPoint), -128), 127)))
+				}
+				i++
+			}
+		}
+	}
+	return dst
+}
+
+type tap struct {
+	i0, i1 int
+	f      float32
+}
+
+func resizeTaps(src, dst int) []tap {
+	t := make([]tap, dst)
+	scale := float64(src) / float64(dst)
+	for i := range t {
+		s := (float64(i)+0.5)*scale - 0.5
+		if s < 0 {
+			s = 0
+		}
+		i0 := int(s)
+		if i0 > src-1 {
+			i0 = src - 1
+		}
+		i1 := min(i0+1, src-1)
+		t[i] = tap{i0: i0, i1: i1, f: float32(s - float64(i0))}
+	}
+	return t
+}

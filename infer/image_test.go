@@ -1,0 +1,241 @@
+package infer
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"hash/crc32"
+	"image"
+	"image/color"
+	"image/color/palette"
+	"image/gif"
+	"image/jpeg"
+	"image/png"
+	"math"
+	"testing"
+)
+
+func solid(w, h int, c color.Color) *image.NRGBA {
+	img := image.NewNRGBA(image.Rect(0, 0, w, h))
+	for y := range h {
+		for x := range w {
+			img.Set(x, y, c)
+		}
+	}
+	return img
+}
+
+func encodePNG(t testing.TB, img image.Image) []byte {
+	var b bytes.Buffer
+	if err := png.Encode(&b, img); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+func encodeJPEG(t testing.TB, img image.Image) []byte {
+	var b bytes.Buffer
+	if err := jpeg.Encode(&b, img, &jpeg.Options{Quality: 95}); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+// hugePNG is a valid PNG header claiming w×h pixels (the IHDR CRC is fixed up), with
+// only a tiny image body: a decompression bomb as far as the header goes.
+func hugePNG(t testing.TB, w, h uint32) []byte {
+	b := encodePNG(t, solid(1, 1, color.White))
+	binary.BigEndian.PutUint32(b[16:], w)
+	binary.BigEndian.PutUint32(b[20:], h)
+	binary.BigEndian.PutUint32(b[29:], crc32.ChecksumIEEE(b[12:29]))
+	return b
+}
+
+func TestDecodeErrors(t *testing.T) {
+	good := encodeJPEG(t, solid(32, 24, color.RGBA{200, 10, 10, 255}))
+	goodPNG := encodePNG(t, solid(32, 24, color.RGBA{200, 10, 10, 255}))
+	tests := []struct {
+		name string
+		data []byte
+		kind error
+	}{
+		{"zero bytes", nil, ErrBadImage},
+		{"text", []byte("hello, this is not an image"), ErrBadImage},
+		{"jpeg truncated", good[:len(good)/2], ErrBadImage},
+		{"jpeg header only", good[:20], ErrBadImage},
+		{"png truncated", goodPNG[:len(goodPNG)-20], ErrBadImage},
+		{"png corrupt body", func() []byte {
+			b := append([]byte(nil), goodPNG...)
+			for i := 40; i < len(b)-12; i++ {
+				b[i] ^= 0x5a
+			}
+			return b
+		}(), ErrBadImage},
+		{"random bytes after jpeg magic", append([]byte{0xFF, 0xD8, 0xFF}, bytes.Repeat([]byte{0x13, 0x37}, 500)...), ErrBadImage},
+		{"gigantic png", hugePNG(t, 100000, 100000), ErrImageTooLarge},
+		{"zero-size png", hugePNG(t, 0, 10), ErrBadImage},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := decodeImage(tc.data, DefaultMaxPixels)
+			if !errors.Is(err, tc.kind) {
+				t.Fatalf("got %v, want %v", err, tc.kind)
+			}
+			if !IsPermanent(err) {
+				t.Fatalf("got transient %v, want permanent", err)
+			}
+		})
+	}
+}
+
+func TestDecodeFormatsAndChannels(t *testing.T) {
+	red := color.RGBA{200, 10, 10, 255}
+	gray := image.NewGray(image.Rect(0, 0, 8, 8))
+	for i := range gray.Pix {
+		gray.Pix[i] = 77
+	}
+	cmyk := image.NewCMYK(image.Rect(0, 0, 8, 8))
+	for i := 0; i < len(cmyk.Pix); i += 4 {
+		cmyk.Pix[i], cmyk.Pix[i+1], cmyk.Pix[i+2], cmyk.Pix[i+3] = 0, 255, 255, 55 // red
+	}
+	pal := image.NewPaletted(image.Rect(0, 0, 8, 8), palette.Plan9)
+	for i := range pal.Pix {
+		pal.Pix[i] = uint8(pal.Palette.Index(red))
+	}
+	var gifBuf bytes.Buffer
+	if err := gif.Encode(&gifBuf, pal, nil); err != nil {
+		t.Fatal(err)
+	}
+	rgba16 := image.NewRGBA64(image.Rect(0, 0, 8, 8))
+	for y := range 8 {
+		for x := range 8 {
+			rgba16.Set(x, y, red)
+		}
+	}
+	tests := []struct {
+		name    string
+		data    []byte
+		format  string
+		want    [3]uint8
+		maxDiff int
+	}{
+		{"jpeg rgb", encodeJPEG(t, solid(16, 16, red)), "jpeg", [3]uint8{200, 10, 10}, 6},
+		{"jpeg gray", encodeJPEG(t, gray), "jpeg", [3]uint8{77, 77, 77}, 1},
+		{"png rgba", encodePNG(t, solid(8, 8, color.NRGBA{200, 10, 10, 128})), "png", [3]uint8{200, 10, 10}, 0},
+		{"png gray", encodePNG(t, gray), "png", [3]uint8{77, 77, 77}, 0},
+		{"png cmyk source", encodePNG(t, cmyk), "png", [3]uint8{200, 0, 0}, 0},
+		{"png 16-bit", encodePNG(t, rgba16), "png", [3]uint8{200, 10, 10}, 0},
+		{"gif paletted", gifBuf.Bytes(), "gif", rgbOf(pal.Palette[pal.Pix[0]]), 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			img, err := decodeImage(tc.data, DefaultMaxPixels)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if img.format != tc.format {
+				t.Fatalf("format got %s want %s", img.format, tc.format)
+			}
+			for c := range 3 {
+				if d := int(img.pix[c]) - int(tc.want[c]); d > tc.maxDiff || -d > tc.maxDiff {
+					t.Fatalf("pixel got %v want %v (±%d)", img.pix[:3], tc.want, tc.maxDiff)
+				}
+			}
+		})
+	}
+	// CMYK in memory (as image/jpeg returns for Adobe CMYK JPEGs).
+	img := toRGB(cmyk, "jpeg")
+	if got, want := [3]uint8{img.pix[0], img.pix[1], img.pix[2]}, [3]uint8{200, 0, 0}; got != want {
+		t.Fatalf("cmyk got %v want %v", got, want)
+	}
+}
+
+func TestPreprocess(t *testing.T) {
+	img := &rgbImage{w: 4, h: 2, format: "png", pix: make([]uint8, 4*2*3)}
+	for i := 0; i < len(img.pix); i += 3 {
+		img.pix[i], img.pix[i+1], img.pix[i+2] = 255, 51, 0
+	}
+	f32 := func(b []byte) []float32 { return dequantize(TensorInfo{Type: "float32"}, b) }
+	tests := []struct {
+		name string
+		in   inputSpec
+		cfg  ModelConfig
+		want []float32 // per channel of the first pixel, after dequantizing
+	}{
+		{"0_1", inputSpec{h: 3, w: 3, c: 3, typ: "float32"}, ModelConfig{Normalize: Normalize01}, []float32{1, 0.2, 0}},
+		{"-1_1", inputSpec{h: 2, w: 2, c: 3, typ: "float32"}, ModelConfig{Normalize: NormalizeM11}, []float32{1, 51/127.5 - 1, -1}},
+		{"mean_std", inputSpec{h: 1, w: 1, c: 3, typ: "float32"}, ModelConfig{Normalize: NormalizeMeanStd, Mean: [3]float32{127.5, 0, 10}, Std: [3]float32{127.5, 51, 2}}, []float32{1, 1, -5}},
+		{"none", inputSpec{h: 5, w: 7, c: 3, typ: "float32"}, ModelConfig{Normalize: NormalizeNone}, []float32{255, 51, 0}},
+		{"gray model", inputSpec{h: 2, w: 2, c: 1, typ: "float32"}, ModelConfig{Normalize: NormalizeNone}, []float32{0.299*255 + 0.587*51}},
+		{"uint8 quantized", inputSpec{h: 2, w: 2, c: 3, typ: "uint8", scale: 1.0 / 255, zeroPoint: 0}, ModelConfig{Normalize: Normalize01}, []float32{255, 51, 0}},
+		{"uint8 -1_1", inputSpec{h: 2, w: 2, c: 3, typ: "uint8", scale: 0.0078125, zeroPoint: 128}, ModelConfig{Normalize: NormalizeM11}, []float32{255, 128 + float32(math.Round((51/127.5-1)/0.0078125)), 0}},
+		{"int8 quantized", inputSpec{h: 2, w: 2, c: 3, typ: "int8", scale: 1.0 / 255, zeroPoint: -128}, ModelConfig{Normalize: Normalize01}, []float32{127, 51 - 128, -128}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			out := preprocess(img, tc.in, newNormalizer(tc.cfg), nil)
+			var vals []float32
+			switch tc.in.typ {
+			case "float32":
+				vals = f32(out)
+				if len(vals) != tc.in.h*tc.in.w*tc.in.c {
+					t.Fatalf("got %d values want %d", len(vals), tc.in.h*tc.in.w*tc.in.c)
+				}
+			case "uint8":
+				for _, b := range out {
+					vals = append(vals, float32(b))
+				}
+			case "int8":
+				for _, b := range out {
+					vals = append(vals, float32(int8(b)))
+				}
+			}
+			// A solid image stays solid at every size: check every pixel.
+			for p := 0; p < len(vals); p += tc.in.c {
+				for c := range tc.in.c {
+					if math.Abs(float64(vals[p+c]-tc.want[c])) > 1e-4 {
+						t.Fatalf("value %d got %v want %v", p+c, vals[p:p+tc.in.c], tc.want)
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestResizeBilinear(t *testing.T) {
+	// A 2×1 image (0 and 200) resized to 4×1 with half-pixel centers:
+	// sample points -0.25→0 (clamped), 0.25, 0.75, 1.25→1 (clamped).
+	img := &rgbImage{w: 2, h: 1, pix: []uint8{0, 0, 0, 200, 200, 200}}
+	out := dequantize(TensorInfo{Type: "float32"}, preprocess(img, inputSpec{h: 1, w: 4, c: 3, typ: "float32"}, newNormalizer(ModelConfig{Normalize: NormalizeNone}), nil))
+	want := []float32{0, 50, 150, 200}
+	for i, w := range want {
+		if got := out[3*i]; math.Abs(float64(got-w)) > 1e-4 {
+			t.Fatalf("pixel %d got %v want %v (all %v)", i, got, w, out)
+		}
+	}
+}
+
+func rgbOf(c color.Color) [3]uint8 {
+	r, g, b, _ := c.RGBA()
+	return [3]uint8{uint8(r >> 8), uint8(g >> 8), uint8(b >> 8)}
+}
+
+func FuzzDecodeImage(f *testing.F) {
+	f.Add(encodeJPEG(f, solid(8, 8, color.RGBA{1, 2, 3, 255})))
+	f.Add(encodePNG(f, solid(3, 5, color.NRGBA{1, 2, 3, 4})))
+	f.Add(hugePNG(f, 1<<20, 1<<20))
+	f.Add([]byte("GIF89a"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		img, err := decodeImage(data, 1<<20)
+		if err != nil {
+			if !IsPermanent(err) {
+				t.Fatalf("decode error must be permanent: %v", err)
+			}
+			return
+		}
+		if img.w*img.h > 1<<20 || len(img.pix) != img.w*img.h*3 {
+			t.Fatalf("bad image %dx%d with %d bytes", img.w, img.h, len(img.pix))
+		}
+		preprocess(img, inputSpec{h: 3, w: 3, c: 3, typ: "uint8", scale: 1}, newNormalizer(ModelConfig{Normalize: NormalizeNone}), nil)
+	})
+}

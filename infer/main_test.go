@@ -1,0 +1,96 @@
+package infer
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"testing"
+
+	"github.com/inferq/inferq/infer/tflite"
+)
+
+const (
+	childEnv       = "INFERQ_TEST_ENGINE_CHILD" // this process is a supervised child
+	underLoaderEnv = "INFERQ_TEST_UNDER_LOADER" // this process was re-executed under the loader
+	testExeEnv     = "INFERQ_TEST_EXE"          // the test binary (os.Executable is the loader then)
+)
+
+// TestMain doubles as the engine child (like cmd/inferq's engine-child subcommand) and,
+// when INFERQ_TFLITE_RUNTIME names a closure, re-executes the tests under the closure's
+// loader so in-process engine tests can load the library.
+func TestMain(m *testing.M) {
+	if os.Getenv(childEnv) == "1" {
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+		defer stop()
+		logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
+		if err := ServeChild(ctx, os.Stdin, os.Stdout, logger); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	if dir := os.Getenv("INFERQ_TFLITE_RUNTIME"); dir != "" && os.Getenv(underLoaderEnv) == "" {
+		if rt, err := tflite.FindRuntime(dir); err == nil {
+			exe, err := os.Executable()
+			if err == nil {
+				argv := rt.Command(append([]string{exe}, os.Args[1:]...)...)
+				env := append(os.Environ(), underLoaderEnv+"=1", testExeEnv+"="+exe)
+				err = syscall.Exec(argv[0], argv, env)
+			}
+			fmt.Fprintf(os.Stderr, "cannot re-exec under the TFLite runtime loader: %v\n", err)
+			os.Exit(2)
+		}
+	}
+	os.Exit(m.Run())
+}
+
+// needRuntime returns the runtime config for tests that run TFLite, or skips (fails when
+// INFERQ_REQUIRE_EXTERNAL=1).
+func needRuntime(t testing.TB) RuntimeConfig {
+	t.Helper()
+	dir := os.Getenv("INFERQ_TFLITE_RUNTIME")
+	if dir == "" {
+		missing(t, fmt.Errorf("INFERQ_TFLITE_RUNTIME is not set"))
+	}
+	rt, err := tflite.FindRuntime(dir)
+	if err != nil {
+		missing(t, err)
+	}
+	if os.Getenv(underLoaderEnv) == "" {
+		missing(t, fmt.Errorf("tests are not running under the runtime's loader"))
+	}
+	return RuntimeConfig{RuntimeDir: rt.Dir}
+}
+
+func missing(t testing.TB, err error) {
+	t.Helper()
+	if os.Getenv("INFERQ_REQUIRE_EXTERNAL") == "1" {
+		t.Fatalf("TFLite runtime required (INFERQ_REQUIRE_EXTERNAL=1): %v", err)
+	}
+	t.Skipf("TFLite runtime missing (make tflite-runtime; INFERQ_TFLITE_RUNTIME=<closure>): %v", err)
+}
+
+func testExe(t testing.TB) string {
+	if exe := os.Getenv(testExeEnv); exe != "" {
+		return exe
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return exe
+}
+
+func testLogger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+type tWriter struct{ t testing.TB }
+
+func (w tWriter) Write(p []byte) (int, error) {
+	w.t.Log(string(p))
+	return len(p), nil
+}

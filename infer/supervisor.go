@@ -1,0 +1,491 @@
+package infer
+
+import (
+	"bufio"
+	"context"
+	"encoding/gob"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/inferq/inferq/infer/tflite"
+)
+
+// SupervisorConfig configures a Supervisor.
+type SupervisorConfig struct {
+	// Command starts the child, e.g. [os.Executable(), "engine-child"]; the child must
+	// call ServeChild on its stdin/stdout. When Runtime.RuntimeDir is set the supervisor
+	// prefixes the closure's loader.
+	Command []string
+	// Env is extra environment for the child (added to this process's environment).
+	Env     []string
+	Runtime RuntimeConfig
+	Model   ModelConfig
+	// StartTimeout bounds starting a child and loading + warming up the model
+	// (default 60s).
+	StartTimeout time.Duration
+	// KillGrace is how long past a run's deadline the child may take to report its own
+	// cancellation before it is killed (default 500ms).
+	KillGrace time.Duration
+	Logger    *slog.Logger
+}
+
+// SupervisorStats are counters for health reporting.
+type SupervisorStats struct {
+	Runs           int64     `json:"runs"`            // Run calls that reached a child
+	Restarts       int64     `json:"restarts"`        // children started after the first
+	Crashes        int64     `json:"crashes"`         // children that died during a run
+	Timeouts       int64     `json:"timeouts"`        // runs past their deadline
+	Reloads        int64     `json:"reloads"`         // successful reloads
+	ReloadFailures int64     `json:"reload_failures"` // reloads that kept the old model
+	LastError      string    `json:"last_error,omitempty"`
+	LastErrorAt    time.Time `json:"last_error_at,omitzero"`
+	ChildPID       int       `json:"child_pid"` // 0 when no child runs
+}
+
+// Supervisor runs the engine in a child process and restarts it when it crashes or hangs.
+// Run and Reload are serialized; Info, Stats and Close may be called from any goroutine.
+type Supervisor struct {
+	cfg    SupervisorConfig
+	logger *slog.Logger
+
+	runMu sync.Mutex // serializes Run and Reload
+
+	mu      sync.Mutex // guards the fields below
+	cur     *child
+	info    ModelInfo
+	stats   SupervisorStats
+	opened  bool
+	closed  bool
+	started int64
+}
+
+// NewSupervisor checks cfg and returns a Supervisor; Open starts the child.
+func NewSupervisor(cfg SupervisorConfig) (*Supervisor, error) {
+	if len(cfg.Command) == 0 || cfg.Command[0] == "" {
+		return nil, newErr(ErrBadConfig, true, nil, "supervisor command is empty")
+	}
+	m, err := cfg.Model.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	cfg.Model = m
+	if cfg.StartTimeout <= 0 {
+		cfg.StartTimeout = 60 * time.Second
+	}
+	if cfg.KillGrace <= 0 {
+		cfg.KillGrace = 500 * time.Millisecond
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Supervisor{cfg: cfg, logger: logger.With("component", "engine")}, nil
+}
+
+// Open starts the child and loads and warms up the model.
+func (s *Supervisor) Open(ctx context.Context) error {
+	s.runMu.Lock()
+	defer s.runMu.Unlock()
+	if s.isClosed() {
+		return newErr(ErrClosed, false, nil, "supervisor is closed")
+	}
+	c, err := s.startChild(ctx)
+	if err != nil {
+		s.setLastError(err)
+		return err
+	}
+	s.mu.Lock()
+	s.cur, s.info, s.opened = c, c.info, true
+	s.stats.ChildPID = c.pid()
+	s.mu.Unlock()
+	s.logger.Info("model loaded", "model", c.info.Name, "sha256", c.info.SHA256, "runtime", c.info.Runtime, "version", c.info.Version, "child_pid", c.pid())
+	return nil
+}
+
+// Run sends one image to the child. A crash or hang costs this run (a transient error)
+// and a child restart; the next Run uses the new child.
+func (s *Supervisor) Run(ctx context.Context, image []byte) (*Result, error) {
+	s.runMu.Lock()
+	defer s.runMu.Unlock()
+	s.mu.Lock()
+	c, closed, opened := s.cur, s.closed, s.opened
+	s.mu.Unlock()
+	if closed || !opened {
+		return nil, newErr(ErrClosed, false, nil, "supervisor is closed or not open")
+	}
+	if c == nil {
+		var err error
+		if c, err = s.restart(ctx); err != nil {
+			return nil, err
+		}
+	}
+	s.mu.Lock()
+	s.stats.Runs++
+	s.mu.Unlock()
+	req := request{Op: opRun, Image: image}
+	if dl, ok := ctx.Deadline(); ok {
+		req.Deadline = dl
+	}
+	resp, err := s.call(ctx, c, &req)
+	if err != nil {
+		// The child is dead or was killed: count it, and bring a new one up now so the
+		// next job does not pay for it.
+		s.mu.Lock()
+		if errors.Is(err, ErrTimeout) {
+			s.stats.Timeouts++
+		} else {
+			s.stats.Crashes++
+		}
+		if s.cur == c {
+			s.cur = nil
+			s.stats.ChildPID = 0
+		}
+		s.mu.Unlock()
+		s.setLastError(err)
+		s.logger.Error("engine child failed, restarting it", "err", err)
+		if !s.isClosed() {
+			if _, rerr := s.restart(context.WithoutCancel(ctx)); rerr != nil {
+				s.logger.Error("cannot restart engine child", "err", rerr)
+			}
+		}
+		return nil, err
+	}
+	if resp.Err != nil {
+		err := resp.Err.toError()
+		s.setLastError(err)
+		return nil, err
+	}
+	if resp.Result == nil {
+		return nil, newErr(ErrEngine, false, nil, "child sent no result")
+	}
+	return resp.Result, nil
+}
+
+// restart starts a replacement child for the current model configuration.
+func (s *Supervisor) restart(ctx context.Context) (*child, error) {
+	c, err := s.startChild(ctx)
+	if err != nil {
+		s.setLastError(err)
+		// Not the job's fault: keep it retryable.
+		return nil, newErr(ErrEngineCrashed, false, err, "cannot restart engine child")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		go c.stop(time.Second)
+		return nil, newErr(ErrClosed, false, nil, "supervisor is closed")
+	}
+	s.cur, s.info = c, c.info
+	s.stats.Restarts++
+	s.stats.ChildPID = c.pid()
+	return c, nil
+}
+
+// Reload loads Model.Path again in a new child (load and warm up) and swaps it in. If
+// that fails, the old model keeps serving and the error is returned (and kept as
+// LastError).
+func (s *Supervisor) Reload(ctx context.Context) error {
+	s.runMu.Lock()
+	defer s.runMu.Unlock()
+	if s.isClosed() {
+		return newErr(ErrClosed, false, nil, "supervisor is closed")
+	}
+	c, err := s.startChild(ctx)
+	if err != nil {
+		s.mu.Lock()
+		s.stats.ReloadFailures++
+		old := s.info
+		s.mu.Unlock()
+		err = fmt.Errorf("cannot reload model %s, keeping %s (sha256 %s): %w", s.cfg.Model.Path, old.Name, old.SHA256, err)
+		s.setLastError(err)
+		s.logger.Error("model reload failed, keeping the old model", "err", err)
+		return err
+	}
+	s.mu.Lock()
+	old := s.cur
+	s.cur, s.info = c, c.info
+	s.stats.Reloads++
+	s.stats.ChildPID = c.pid()
+	s.mu.Unlock()
+	if old != nil {
+		old.stop(2 * time.Second)
+	}
+	s.logger.Info("model reloaded", "model", c.info.Name, "sha256", c.info.SHA256, "child_pid", c.pid())
+	return nil
+}
+
+// Info describes the model in use.
+func (s *Supervisor) Info() ModelInfo {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.info
+}
+
+// Stats returns the counters.
+func (s *Supervisor) Stats() SupervisorStats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stats
+}
+
+// Close stops the child (a run in flight fails). Safe to call twice and after a failed
+// Open.
+func (s *Supervisor) Close() error {
+	s.mu.Lock()
+	c := s.cur
+	s.cur, s.closed = nil, true
+	s.stats.ChildPID = 0
+	s.mu.Unlock()
+	if c != nil {
+		c.stop(2 * time.Second)
+	}
+	return nil
+}
+
+func (s *Supervisor) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+func (s *Supervisor) setLastError(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stats.LastError, s.stats.LastErrorAt = err.Error(), time.Now().UTC()
+}
+
+// startChild starts a child process and opens the model in it.
+func (s *Supervisor) startChild(ctx context.Context) (*child, error) {
+	argv := s.cfg.Command
+	if s.cfg.Runtime.RuntimeDir != "" {
+		rt, err := tflite.FindRuntime(s.cfg.Runtime.RuntimeDir)
+		if err != nil {
+			return nil, newErr(ErrRuntimeMissing, false, err, "")
+		}
+		argv = rt.Command(argv...)
+	}
+	c, err := startProcess(argv, append(os.Environ(), s.cfg.Env...), s.logger)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.StartTimeout)
+	defer cancel()
+	resp, err := s.call(ctx, c, &request{Op: opOpen, Runtime: s.cfg.Runtime, Model: s.cfg.Model})
+	if err != nil {
+		c.stop(time.Second)
+		return nil, fmt.Errorf("cannot start engine child: %w", err)
+	}
+	if resp.Err != nil {
+		c.stop(time.Second)
+		return nil, resp.Err.toError()
+	}
+	if resp.Info == nil {
+		c.stop(time.Second)
+		return nil, newErr(ErrEngine, false, nil, "child sent no model info")
+	}
+	c.info = *resp.Info
+	s.mu.Lock()
+	s.started++
+	s.mu.Unlock()
+	return c, nil
+}
+
+// call sends req and waits for the answer. It returns an error (wrapping ErrTimeout or
+// ErrEngineCrashed) only when the child is unusable afterwards; the child is then killed.
+func (s *Supervisor) call(ctx context.Context, c *child, req *request) (response, error) {
+	if err := c.send(req); err != nil {
+		c.kill()
+		return response{}, newErr(ErrEngineCrashed, false, err, "cannot send request to child%s", c.stderrTail())
+	}
+	var grace <-chan time.Time
+	done := ctx.Done()
+	for {
+		select {
+		case r := <-c.resps:
+			if r.err != nil {
+				c.kill()
+				return response{}, newErr(ErrEngineCrashed, false, nil, "child died (%s)%s", c.exitStatus(), c.stderrTail())
+			}
+			return r.resp, nil
+		case <-c.exited:
+			select {
+			case r := <-c.resps:
+				if r.err == nil {
+					return r.resp, nil
+				}
+			default:
+			}
+			return response{}, newErr(ErrEngineCrashed, false, nil, "child died (%s)%s", c.exitStatus(), c.stderrTail())
+		case <-done:
+			done = nil
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) && req.Op == opRun {
+				// The child cancels the invoke itself at the deadline; give it a moment.
+				t := time.NewTimer(s.cfg.KillGrace)
+				defer t.Stop()
+				grace = t.C
+				continue
+			}
+			c.kill()
+			return response{}, newErr(ErrTimeout, false, ctx.Err(), "child killed")
+		case <-grace:
+			c.kill()
+			return response{}, newErr(ErrTimeout, false, context.DeadlineExceeded, "child did not stop at the deadline: killed")
+		}
+	}
+}
+
+// child is one engine child process.
+type child struct {
+	cmd    *exec.Cmd
+	stdin  *os.File
+	bw     *bufio.Writer
+	enc    *gob.Encoder
+	resps  chan childResp
+	exited chan struct{}
+	info   ModelInfo
+
+	mu      sync.Mutex
+	waitErr error
+	tail    []string
+}
+
+type childResp struct {
+	resp response
+	err  error
+}
+
+func startProcess(argv []string, env []string, logger *slog.Logger) (*child, error) {
+	inR, inW, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("cannot create pipe: %w", err)
+	}
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		inR.Close()
+		inW.Close()
+		return nil, fmt.Errorf("cannot create pipe: %w", err)
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		inR.Close()
+		inW.Close()
+		outR.Close()
+		outW.Close()
+		return nil, fmt.Errorf("cannot create pipe: %w", err)
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = env
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = inR, outW, errW
+	// The child dies with us; it runs in its own process group so a terminal's signals
+	// reach the daemon, which decides.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	err = cmd.Start()
+	inR.Close()
+	outW.Close()
+	errW.Close()
+	if err != nil {
+		inW.Close()
+		outR.Close()
+		errR.Close()
+		return nil, newErr(ErrEngineCrashed, false, err, "cannot start engine child %q", argv[0])
+	}
+	c := &child{cmd: cmd, stdin: inW, resps: make(chan childResp, 1), exited: make(chan struct{})}
+	c.bw = bufio.NewWriter(inW)
+	c.enc = gob.NewEncoder(c.bw)
+	pid := cmd.Process.Pid
+	go func() {
+		defer outR.Close()
+		dec := gob.NewDecoder(bufio.NewReader(outR))
+		for {
+			var r response
+			if err := dec.Decode(&r); err != nil {
+				c.resps <- childResp{err: err}
+				return
+			}
+			c.resps <- childResp{resp: r}
+		}
+	}()
+	go func() {
+		defer errR.Close()
+		sc := bufio.NewScanner(errR)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			line := sc.Text()
+			c.mu.Lock()
+			c.tail = append(c.tail, line)
+			if len(c.tail) > 6 {
+				c.tail = c.tail[len(c.tail)-6:]
+			}
+			c.mu.Unlock()
+			logger.Info("engine child", "child_pid", pid, "stderr", line)
+		}
+	}()
+	go func() {
+		err := cmd.Wait()
+		c.mu.Lock()
+		c.waitErr = err
+		c.mu.Unlock()
+		close(c.exited)
+	}()
+	return c, nil
+}
+
+func (c *child) pid() int { return c.cmd.Process.Pid }
+
+func (c *child) send(req *request) error {
+	if err := c.enc.Encode(req); err != nil {
+		return err
+	}
+	return c.bw.Flush()
+}
+
+func (c *child) kill() {
+	_ = c.cmd.Process.Signal(syscall.SIGKILL)
+	<-c.exited
+	c.stdin.Close()
+}
+
+// stop closes the child's stdin (ServeChild then returns) and kills it after wait.
+func (c *child) stop(wait time.Duration) {
+	c.stdin.Close()
+	select {
+	case <-c.exited:
+	case <-time.After(wait):
+		c.kill()
+	}
+}
+
+func (c *child) exitStatus() string {
+	select {
+	case <-c.exited:
+	case <-time.After(2 * time.Second):
+		c.kill()
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.waitErr == nil {
+		return "exit status 0"
+	}
+	return c.waitErr.Error()
+}
+
+func (c *child) stderrTail() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.tail) == 0 {
+		return ""
+	}
+	return "; last stderr: " + strings.Join(c.tail, " | ")
+}
+
+var _ Engine = (*Supervisor)(nil)
+
+var _ io.Closer = (*Supervisor)(nil)

@@ -1,0 +1,148 @@
+package infer
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+
+	"github.com/inferq/inferq/infer/tflite"
+)
+
+// OpenTFLite loads cfg.Path into the TFLite runtime in this process and returns an Engine.
+// The daemon does not call it (it runs the engine in a child through Supervisor); the
+// child and benchmarks do.
+func OpenTFLite(ctx context.Context, rt RuntimeConfig, cfg ModelConfig, logger *slog.Logger) (Engine, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	lib, err := openLibrary(rt)
+	if err != nil {
+		return nil, err
+	}
+	data, err := readModel(cfg.Path)
+	if err != nil {
+		return nil, err
+	}
+	b, err := newTFLiteBackend(lib, data, cfg)
+	if err != nil {
+		return nil, err
+	}
+	p, err := newPipeline(ctx, b, cfg, data, logger)
+	if err != nil {
+		b.Close()
+		return nil, err
+	}
+	if cfg.Delegate != "" {
+		if b.it.UsesDelegate() {
+			p.info.Delegate = cfg.Delegate
+		} else if derr := b.it.DelegateError(); derr != nil {
+			p.info.DelegateError = derr.Error()
+			logger.Warn("delegate not used, running on the CPU", "delegate", cfg.Delegate, "err", derr)
+		}
+	}
+	return p, nil
+}
+
+func openLibrary(rt RuntimeConfig) (*tflite.Library, error) {
+	path := rt.Library
+	if path == "" && rt.RuntimeDir != "" {
+		r, err := tflite.FindRuntime(rt.RuntimeDir)
+		if err != nil {
+			return nil, newErr(ErrRuntimeMissing, false, err, "runtime_dir")
+		}
+		path = r.Library
+	}
+	lib, err := tflite.Open(path)
+	if err != nil {
+		return nil, newErr(ErrRuntimeMissing, false, err, "")
+	}
+	return lib, nil
+}
+
+type tfliteBackend struct {
+	lib   *tflite.Library
+	model *tflite.Model
+	it    *tflite.Interpreter
+	outs  [][]byte
+	ins   []TensorInfo
+	outTI []TensorInfo
+}
+
+func newTFLiteBackend(lib *tflite.Library, data []byte, cfg ModelConfig) (*tfliteBackend, error) {
+	m, err := lib.NewModel(data)
+	if err != nil {
+		return nil, badModel(err, "%s", cfg.Path)
+	}
+	it, err := lib.NewInterpreter(m, tflite.Options{Threads: cfg.Threads, Delegate: cfg.Delegate, DelegateOptions: cfg.DelegateOptions})
+	if err != nil {
+		m.Close()
+		if errors.Is(err, tflite.ErrBadModel) {
+			return nil, badModel(err, "%s", cfg.Path)
+		}
+		return nil, newErr(ErrEngine, false, err, "%s", cfg.Path)
+	}
+	b := &tfliteBackend{lib: lib, model: m, it: it}
+	b.ins = tensorInfos(it.Inputs())
+	b.outTI = tensorInfos(it.Outputs())
+	b.outs = make([][]byte, len(b.outTI))
+	return b, nil
+}
+
+func tensorInfos(ts []*tflite.Tensor) []TensorInfo {
+	out := make([]TensorInfo, len(ts))
+	for i, t := range ts {
+		out[i] = TensorInfo{Name: t.Name, Type: t.Type.String(), Shape: append([]int(nil), t.Shape...), Scale: t.Scale, ZeroPoint: t.ZeroPoint}
+	}
+	return out
+}
+
+func (b *tfliteBackend) Inputs() []TensorInfo  { return b.ins }
+func (b *tfliteBackend) Outputs() []TensorInfo { return b.outTI }
+func (b *tfliteBackend) Runtime() (string, string) {
+	return "tflite", b.lib.Version()
+}
+
+func (b *tfliteBackend) Invoke(ctx context.Context, input []byte) ([][]byte, error) {
+	if b.it == nil {
+		return nil, newErr(ErrClosed, false, nil, "engine is closed")
+	}
+	if err := b.it.Inputs()[0].CopyFrom(input); err != nil {
+		return nil, badModel(err, "input")
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, newErr(ErrTimeout, false, err, "deadline passed before invoke")
+	}
+	// At the deadline (or cancellation) TfLiteInterpreterCancel stops the run.
+	stop := context.AfterFunc(ctx, b.it.Cancel)
+	defer stop()
+	if err := b.it.Invoke(); err != nil {
+		if errors.Is(err, tflite.ErrCancelled) {
+			cause := ctx.Err()
+			if cause == nil {
+				cause = context.DeadlineExceeded
+			}
+			return nil, newErr(ErrTimeout, false, cause, "invoke cancelled")
+		}
+		return nil, newErr(ErrEngine, false, err, "invoke")
+	}
+	for i, t := range b.it.Outputs() {
+		b.outs[i] = t.Bytes()
+	}
+	return b.outs, nil
+}
+
+func (b *tfliteBackend) Close() error {
+	if b.it != nil {
+		b.it.Close()
+		b.it = nil
+	}
+	if b.model != nil {
+		b.model.Close()
+		b.model = nil
+	}
+	return nil
+}
