@@ -39,12 +39,12 @@ type SupervisorConfig struct {
 
 // SupervisorStats are counters for health reporting.
 type SupervisorStats struct {
-	Runs           int64     `json:"runs"`            // Run calls that reached a child
-	Restarts       int64     `json:"restarts"`        // children started after the first
-	Crashes        int64     `json:"crashes"`         // children that died during a run
-	Timeouts       int64     `json:"timeouts"`        // runs past their deadline
-	Reloads        int64     `json:"reloads"`         // successful reloads
-	ReloadFailures int64     `json:"reload_failures"` // reloads that kept the old model
+	Runs           uint64    `json:"runs"`            // Run calls that reached a child
+	Restarts       uint64    `json:"restarts"`        // children started after the first
+	Crashes        uint64    `json:"crashes"`         // children that died during a run
+	Timeouts       uint64    `json:"timeouts"`        // runs past their deadline
+	Reloads        uint64    `json:"reloads"`         // successful reloads
+	ReloadFailures uint64    `json:"reload_failures"` // reloads that kept the old model
 	LastError      string    `json:"last_error,omitempty"`
 	LastErrorAt    time.Time `json:"last_error_at,omitzero"`
 	ChildPID       int       `json:"child_pid"` // 0 when no child runs

@@ -1,0 +1,223 @@
+package infer
+
+import (
+	"context"
+	"errors"
+	"image/color"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/inferq/inferq/infer/tflite/tflitegen"
+)
+
+func newTestSupervisor(t *testing.T, rt RuntimeConfig, model ModelConfig) *Supervisor {
+	t.Helper()
+	s, err := NewSupervisor(SupervisorConfig{
+		Command:      []string{testExe(t)},
+		Env:          []string{childEnv + "=1", TestHooksEnv + "=1"},
+		Runtime:      rt,
+		Model:        model,
+		StartTimeout: 30 * time.Second,
+		KillGrace:    300 * time.Millisecond,
+		Logger:       testLogger(t),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// TestSupervisorCrashHangRecover: a child that segfaults or hangs costs one job (a
+// transient error) and a restart; the next job works.
+func TestSupervisorCrashHangRecover(t *testing.T) {
+	rt := needRuntime(t)
+	dir := t.TempDir()
+	path := writeFile(t, dir, "c.tflite", tflitegen.NewClassifierNet(32, 32, 4, 8, 5, 1).Model())
+	s := newTestSupervisor(t, rt, ModelConfig{Path: path})
+	if err := s.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	img := encodeJPEG(t, noiseImage(50, 40, 3))
+	want, err := s.Run(context.Background(), img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid0 := s.Stats().ChildPID
+	tests := []struct {
+		name  string
+		image string
+		kind  error
+	}{
+		{"segfault", "inferq-test:crash", ErrEngineCrashed},
+		{"hang", "inferq-test:hang", ErrTimeout},
+	}
+	for i, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+			defer cancel()
+			_, err := s.Run(ctx, []byte(tc.image))
+			if !errors.Is(err, tc.kind) || IsPermanent(err) {
+				t.Fatalf("got %v, want a transient %v", err, tc.kind)
+			}
+			st := s.Stats()
+			if got, want := st.Restarts, uint64(i+1); got != want {
+				t.Fatalf("restarts got %d want %d", got, want)
+			}
+			if st.ChildPID == 0 || st.ChildPID == pid0 {
+				t.Fatalf("child pid %d after restart (was %d)", st.ChildPID, pid0)
+			}
+			got, err := s.Run(context.Background(), img)
+			if err != nil {
+				t.Fatalf("next job: %v", err)
+			}
+			if got.Classes[0] != want.Classes[0] {
+				t.Fatalf("next job got %+v want %+v", got.Classes[0], want.Classes[0])
+			}
+		})
+	}
+	st := s.Stats()
+	if st.Crashes != 1 || st.Timeouts != 1 || st.LastError == "" {
+		t.Fatalf("stats %+v, want 1 crash, 1 timeout, a last error", st)
+	}
+}
+
+// TestSupervisorDeadlineCancelsInChild: a slow but healthy run is cancelled inside the
+// child at its deadline; the child survives (no restart).
+func TestSupervisorDeadlineCancelsInChild(t *testing.T) {
+	rt := needRuntime(t)
+	path := writeFile(t, t.TempDir(), "slow.tflite", tflitegen.NewClassifierNet(640, 640, 32, 256, 10, 2).Model())
+	s := newTestSupervisor(t, rt, ModelConfig{Path: path, Threads: 1})
+	if err := s.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	_, err := s.Run(ctx, encodePNG(t, solid(8, 8, color.White)))
+	if !errors.Is(err, ErrTimeout) || IsPermanent(err) {
+		t.Fatalf("got %v, want a transient ErrTimeout", err)
+	}
+	if st := s.Stats(); st.Restarts != 0 {
+		t.Fatalf("stats %+v: the child should have cancelled the run itself", st)
+	}
+}
+
+func TestSupervisorBadImagePermanent(t *testing.T) {
+	rt := needRuntime(t)
+	path := writeFile(t, t.TempDir(), "c.tflite", tflitegen.NewClassifierNet(16, 16, 4, 4, 3, 1).Model())
+	s := newTestSupervisor(t, rt, ModelConfig{Path: path})
+	if err := s.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	_, err := s.Run(context.Background(), []byte("not an image"))
+	if !errors.Is(err, ErrBadImage) || !IsPermanent(err) {
+		t.Fatalf("got %v, want a permanent ErrBadImage across the pipe", err)
+	}
+	if st := s.Stats(); st.Restarts != 0 || st.Crashes != 0 {
+		t.Fatalf("stats %+v: a bad image must not cost the child", st)
+	}
+}
+
+// TestSupervisorReload: a changed model is swapped in; a broken one is refused and the
+// old model keeps serving.
+func TestSupervisorReload(t *testing.T) {
+	rt := needRuntime(t)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "model.tflite")
+	if err := os.WriteFile(path, tflitegen.NewClassifierNet(16, 16, 4, 4, 3, 1).Model(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := newTestSupervisor(t, rt, ModelConfig{Path: path})
+	if err := s.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	sha1 := s.Info().SHA256
+	img := encodePNG(t, noiseImage(16, 16, 1))
+
+	// A new model (5 classes instead of 3), written atomically.
+	tmp := filepath.Join(dir, "model.tmp")
+	if err := os.WriteFile(tmp, tflitegen.NewClassifierNet(16, 16, 4, 4, 5, 2).Model(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	sha2 := s.Info().SHA256
+	if sha2 == sha1 {
+		t.Fatal("sha256 unchanged after reload")
+	}
+	if got := s.Info().Outputs[0].Shape; got[len(got)-1] != 5 {
+		t.Fatalf("output shape after reload %v, want 5 classes", got)
+	}
+	if _, err := s.Run(context.Background(), img); err != nil {
+		t.Fatal(err)
+	}
+
+	// A broken model: Reload fails, the old one serves on.
+	if err := os.WriteFile(path, []byte("garbage"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err := s.Reload(context.Background())
+	if !errors.Is(err, ErrBadModel) {
+		t.Fatalf("got %v, want ErrBadModel", err)
+	}
+	if got := s.Info().SHA256; got != sha2 {
+		t.Fatalf("sha256 after failed reload %s, want the old %s", got, sha2)
+	}
+	res, err := s.Run(context.Background(), img)
+	if err != nil || len(res.Classes) != 5 {
+		t.Fatalf("run after failed reload: %v %+v", err, res)
+	}
+	if st := s.Stats(); st.Reloads != 1 || st.ReloadFailures != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func TestSupervisorRuntimeMissing(t *testing.T) {
+	path := writeFile(t, t.TempDir(), "c.tflite", tflitegen.Tiny())
+	tests := []struct {
+		name string
+		rt   RuntimeConfig
+	}{
+		{"no closure", RuntimeConfig{RuntimeDir: t.TempDir()}},
+		{"no library", RuntimeConfig{Library: "/nonexistent/libtensorflowlite_c.so"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newTestSupervisor(t, tc.rt, ModelConfig{Path: path, Kind: KindRaw})
+			err := s.Open(context.Background())
+			if !errors.Is(err, ErrRuntimeMissing) || IsPermanent(err) {
+				t.Fatalf("got %v, want a transient ErrRuntimeMissing", err)
+			}
+			s.Close()
+			s.Close()
+		})
+	}
+}
+
+func TestNewSupervisorConfigErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  SupervisorConfig
+	}{
+		{"no command", SupervisorConfig{Model: ModelConfig{Path: "m"}}},
+		{"no model", SupervisorConfig{Command: []string{"x"}}},
+		{"bad kind", SupervisorConfig{Command: []string{"x"}, Model: ModelConfig{Path: "m", Kind: "segmentation"}}},
+		{"bad normalize", SupervisorConfig{Command: []string{"x"}, Model: ModelConfig{Path: "m", Normalize: "0_255"}}},
+		{"zero std", SupervisorConfig{Command: []string{"x"}, Model: ModelConfig{Path: "m", Normalize: NormalizeMeanStd}}},
+		{"negative threads", SupervisorConfig{Command: []string{"x"}, Model: ModelConfig{Path: "m", Threads: -1}}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := NewSupervisor(tc.cfg)
+			if !errors.Is(err, ErrBadConfig) {
+				t.Fatalf("got %v, want ErrBadConfig", err)
+			}
+		})
+	}
+}
