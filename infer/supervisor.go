@@ -87,7 +87,7 @@ func NewSupervisor(cfg SupervisorConfig) (*Supervisor, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Supervisor{cfg: cfg, logger: logger.With("component", "engine")}, nil
+	return &Supervisor{cfg: cfg, logger: logger}, nil
 }
 
 // Open starts the child and loads and warms up the model.

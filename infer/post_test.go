@@ -1,0 +1,147 @@
+package infer
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"flag"
+	"math"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/golden")
+
+func f32bytes(v ...float32) []byte {
+	b := make([]byte, 4*len(v))
+	for i, f := range v {
+		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(f))
+	}
+	return b
+}
+
+// TestResultGolden pins the published JSON of each result kind.
+func TestResultGolden(t *testing.T) {
+	img := &rgbImage{w: 640, h: 480, format: "jpeg"}
+	labels := []string{"cat", "dog", "bird", "fish"}
+	tests := []struct {
+		name string
+		cfg  ModelConfig
+		outs []TensorInfo
+		data [][]byte
+	}{
+		{
+			name: "classification",
+			cfg:  ModelConfig{Kind: KindClassification, TopK: 3},
+			outs: []TensorInfo{{Name: "probs", Type: "float32", Shape: []int{1, 4}}},
+			data: [][]byte{f32bytes(0.1, 0.6, 0.1, 0.2)},
+		},
+		{
+			name: "classification_uint8_threshold",
+			cfg:  ModelConfig{Kind: KindClassification, TopK: 5, ScoreThreshold: 0.25},
+			outs: []TensorInfo{{Name: "probs", Type: "uint8", Shape: []int{1, 4}, Scale: 1.0 / 256}},
+			data: [][]byte{{64, 128, 0, 32}},
+		},
+		{
+			name: "detection",
+			cfg:  ModelConfig{Kind: KindDetection, ScoreThreshold: 0.5},
+			outs: []TensorInfo{
+				{Name: "boxes", Type: "float32", Shape: []int{1, 3, 4}},
+				{Name: "classes", Type: "float32", Shape: []int{1, 3}},
+				{Name: "scores", Type: "float32", Shape: []int{1, 3}},
+				{Name: "count", Type: "float32", Shape: []int{1}},
+			},
+			data: [][]byte{
+				// ymin, xmin, ymax, xmax; the second box pokes outside and is clamped.
+				f32bytes(0.25, 0.5, 0.75, 1, -0.1, 0.9, 0.5, 1.2, 0, 0, 1, 1),
+				f32bytes(1, 3, 0),
+				f32bytes(0.9, 0.75, 0.1),
+				f32bytes(3),
+			},
+		},
+		{
+			name: "raw",
+			cfg:  ModelConfig{Kind: KindRaw},
+			outs: []TensorInfo{
+				{Name: "embedding", Type: "float32", Shape: []int{1, 3}},
+				{Name: "q", Type: "int8", Shape: []int{2}, Scale: 0.5, ZeroPoint: -1},
+			},
+			data: [][]byte{f32bytes(1.5, -2, 0.25), {0x03, 0xFF}},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := checkOutputs(tc.cfg.Kind, tc.outs); err != nil {
+				t.Fatal(err)
+			}
+			r := postprocess(tc.cfg, labels, tc.outs, tc.data, img)
+			r.Timings = Timings{DecodeMS: 1.5, PreprocessMS: 0.25, InvokeMS: 7, PostprocessMS: 0.01}
+			got, err := json.MarshalIndent(r, "", "  ")
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, '\n')
+			path := filepath.Join("testdata", "golden", tc.name+".json")
+			if *update {
+				if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(path, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("%v (run go test -run TestResultGolden -update)", err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Fatalf("JSON differs from %s:\ngot:\n%s\nwant:\n%s", path, got, want)
+			}
+		})
+	}
+}
+
+func TestCheckOutputsRejects(t *testing.T) {
+	tests := []struct {
+		name string
+		kind string
+		outs []TensorInfo
+	}{
+		{"no outputs", KindClassification, nil},
+		{"string output", KindRaw, []TensorInfo{{Type: "string", Shape: []int{1}}}},
+		{"detection with one output", KindDetection, []TensorInfo{{Type: "float32", Shape: []int{1, 10}}}},
+		{"detection wrong box shape", KindDetection, []TensorInfo{
+			{Type: "float32", Shape: []int{1, 10, 5}}, {Type: "float32", Shape: []int{1, 10}},
+			{Type: "float32", Shape: []int{1, 10}}, {Type: "float32", Shape: []int{1}}}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := checkOutputs(tc.kind, tc.outs); !IsPermanent(err) {
+				t.Fatalf("got %v, want a permanent error", err)
+			}
+		})
+	}
+}
+
+func TestErrorsAcrossPipe(t *testing.T) {
+	tests := []error{
+		badImage(nil, "x"),
+		newErr(ErrImageTooLarge, true, nil, "big"),
+		newErr(ErrTimeout, false, nil, "slow"),
+		newErr(ErrRuntimeMissing, false, os.ErrNotExist, "lib"),
+	}
+	for _, e := range tests {
+		got := toWire(e).toError()
+		var ie *Error
+		if !asError(e, &ie) {
+			t.Fatal("not *Error")
+		}
+		if IsPermanent(got) != ie.Permanent || !errors.Is(got, ie.Kind) {
+			t.Fatalf("%v became %v", e, got)
+		}
+	}
+}
+
+func asError(err error, target **Error) bool { return errors.As(err, target) }
