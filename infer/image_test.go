@@ -12,6 +12,8 @@ import (
 	"image/jpeg"
 	"image/png"
 	"math"
+	"os"
+	"path/filepath"
 	"testing"
 )
 
@@ -238,4 +240,23 @@ func FuzzDecodeImage(f *testing.F) {
 		}
 		preprocess(img, inputSpec{h: 3, w: 3, c: 3, typ: "uint8", scale: 1}, newNormalizer(ModelConfig{Normalize: NormalizeNone}), nil)
 	})
+}
+
+// TestCMYKJPEG decodes a CMYK JPEG made by ImageMagick (testdata/images/cmyk.jpg, a
+// solid rgb(200,20,20) converted with -colorspace CMYK).
+func TestCMYKJPEG(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("..", "testdata", "images", "cmyk.jpg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := decodeImage(data, DefaultMaxPixels)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := [3]int{200, 20, 20}
+	for c := range 3 {
+		if d := int(img.pix[c]) - want[c]; d > 12 || d < -12 {
+			t.Fatalf("pixel got %v want about %v", img.pix[:3], want)
+		}
+	}
 }
