@@ -239,6 +239,9 @@ func (q *Queue) lookup(b *batch, id string, now time.Time) (string, error) {
 		_ = item.Value(func(v []byte) error {
 			if r, err := decodeRecord(v); err == nil {
 				st = r.State
+				if st == stDelayed && r.Due <= now.UnixNano() {
+					st = stReady
+				}
 			}
 			return nil
 		})
