@@ -45,6 +45,11 @@ const TestHooksEnv = "INFERQ_ENGINE_CHILD_TEST_HOOKS"
 // does), opens the model on "open" and runs images on "run". cmd/inferq's hidden
 // engine-child subcommand calls it with stdin and stdout.
 func ServeChild(ctx context.Context, in io.Reader, out io.Writer, logger *slog.Logger) error {
+	return ServeChildWith(ctx, in, out, logger, OpenTFLite)
+}
+
+// ServeChildWith is ServeChild with another runtime's Opener.
+func ServeChildWith(ctx context.Context, in io.Reader, out io.Writer, logger *slog.Logger, open Opener) error {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -76,7 +81,7 @@ func ServeChild(ctx context.Context, in io.Reader, out io.Writer, logger *slog.L
 				eng.Close()
 				eng = nil
 			}
-			e, err := OpenTFLite(ctx, req.Runtime, req.Model, logger)
+			e, err := open(ctx, req.Runtime, req.Model, logger)
 			if err != nil {
 				resp.Err = toWire(err)
 			} else {

@@ -51,11 +51,15 @@ type pipeline struct {
 	logger *slog.Logger
 }
 
-// NewEngine wraps a backend whose model came from modelBytes (for the sha256) into an
-// Engine: it checks that the inputs and outputs fit cfg.Kind, loads the labels and runs
-// one warm-up inference. The engine owns b and closes it.
-func NewEngine(ctx context.Context, b Backend, cfg ModelConfig, modelBytes []byte, logger *slog.Logger) (Engine, error) {
-	p, err := newPipeline(ctx, b, cfg, modelBytes, logger)
+// Opener opens an engine in the current process; OpenTFLite is one. ServeChildWith uses
+// it so a child can host another runtime (infer/tensorflow's Open).
+type Opener func(ctx context.Context, rt RuntimeConfig, cfg ModelConfig, logger *slog.Logger) (Engine, error)
+
+// NewEngine wraps a backend into an Engine: it checks that the inputs and outputs fit
+// cfg.Kind, loads the labels and runs one warm-up inference. sha256 identifies the model
+// (hex). The engine owns b and closes it, also when NewEngine fails.
+func NewEngine(ctx context.Context, b Backend, cfg ModelConfig, sha256 string, logger *slog.Logger) (Engine, error) {
+	p, err := newPipeline(ctx, b, cfg, sha256, logger)
 	if err != nil {
 		b.Close()
 		return nil, err
@@ -63,7 +67,7 @@ func NewEngine(ctx context.Context, b Backend, cfg ModelConfig, modelBytes []byt
 	return p, nil
 }
 
-func newPipeline(ctx context.Context, b Backend, cfg ModelConfig, modelBytes []byte, logger *slog.Logger) (*pipeline, error) {
+func newPipeline(ctx context.Context, b Backend, cfg ModelConfig, sha string, logger *slog.Logger) (*pipeline, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return nil, err
@@ -87,9 +91,8 @@ func newPipeline(ctx context.Context, b Backend, cfg ModelConfig, modelBytes []b
 		return nil, err
 	}
 	name, version := b.Runtime()
-	sum := sha256.Sum256(modelBytes)
 	info := ModelInfo{
-		Name: cfg.Name, Path: cfg.Path, SHA256: hex.EncodeToString(sum[:]), LoadedAt: time.Now().UTC(),
+		Name: cfg.Name, Path: cfg.Path, SHA256: sha, LoadedAt: time.Now().UTC(),
 		Runtime: name, Version: version, Inputs: ins, Outputs: outs, Kind: cfg.Kind,
 	}
 	if info.Name == "" {
@@ -147,6 +150,12 @@ func (p *pipeline) Close() error {
 	err := p.b.Close()
 	p.b = nil
 	return err
+}
+
+// SHA256Hex is the hex sha256 of data.
+func SHA256Hex(data []byte) string {
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:])
 }
 
 // readModel reads the model file; a missing or unreadable file is a permanent error.

@@ -31,7 +31,7 @@ func OpenTFLite(ctx context.Context, rt RuntimeConfig, cfg ModelConfig, logger *
 	if err != nil {
 		return nil, err
 	}
-	p, err := newPipeline(ctx, b, cfg, data, logger)
+	p, err := newPipeline(ctx, b, cfg, SHA256Hex(data), logger)
 	if err != nil {
 		b.Close()
 		return nil, err
