@@ -1,0 +1,23 @@
+// Package packaging builds inferq's Debian package; it holds no Go code of its own.
+//
+// build-deb.sh turns bin/inferq, configs/inferq.yaml and the files in ../systemd into
+// dist/inferq_<version>_<arch>.deb with dpkg-deb, without root and without downloads.
+// The tests here build that package and inspect it with dpkg-deb, systemd-analyze and,
+// when it is installed, lintian.
+//
+// What the package guarantees:
+//
+//   - Layout: /usr/bin/inferq, /etc/inferq/inferq.yaml (a conffile: local edits survive
+//     upgrades), /lib/systemd/system/inferq.service, /usr/lib/sysusers.d/inferq.conf,
+//     /usr/lib/tmpfiles.d/inferq.conf, /usr/share/doc/inferq, the man page, and the
+//     spool /var/spool/inferq. Every file is owned by root; the maintainer scripts hand
+//     /var/lib/inferq and /var/spool/inferq to the inferq system user.
+//   - Installing creates the inferq user (systemd-sysusers, or adduser without it) and
+//     the directories, enables the service, and starts it when systemd is running.
+//     Upgrading restarts it; the queue loses nothing through a restart.
+//   - Removing stops the service and keeps the queue, the spool and the configuration;
+//     purging deletes /var/lib/inferq and /var/spool/inferq. The inferq user is kept, as
+//     Debian does for system users.
+//   - The same inputs and commit give a byte-identical package (SOURCE_DATE_EPOCH is the
+//     commit time).
+package packaging

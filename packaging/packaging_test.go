@@ -1,0 +1,387 @@
+package packaging
+
+import (
+	"bytes"
+	"compress/gzip"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+)
+
+// tool returns the path of an external command, skipping (or, with
+// INFERQ_REQUIRE_EXTERNAL=1, failing) the test when it is not installed.
+func tool(t *testing.T, name string) string {
+	t.Helper()
+	path, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv("INFERQ_REQUIRE_EXTERNAL") == "1" {
+			t.Fatalf("%s is required (INFERQ_REQUIRE_EXTERNAL=1) but missing: %v; run packaging/install-test-deps.sh", name, err)
+		}
+		t.Skipf("%s not installed; skipping", name)
+	}
+	return path
+}
+
+func run(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// target returns what build-deb.sh -g should build: ./cmd/inferq, or while that does
+// not build, a placeholder program (the test says so). Like inferq, the placeholder
+// loads libraries with purego, so it is linked dynamically as the real binary is; the
+// package's layout does not depend on the program.
+func target(t *testing.T, dir string) string {
+	t.Helper()
+	goTool := tool(t, "go")
+	cmd := exec.Command(goTool, "build", "-o", os.DevNull, "./cmd/inferq")
+	cmd.Dir = ".."
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		return "./cmd/inferq"
+	}
+	t.Logf("cmd/inferq does not build, packaging a placeholder binary instead: %v\n%s", err, out)
+	src := filepath.Join(dir, "placeholder.go")
+	code := "package main\n\nimport (\n\t\"fmt\"\n\n\t\"github.com/ebitengine/purego\"\n)\n\n" +
+		"func main() { fmt.Println(\"inferq placeholder\", purego.RTLD_NOW) }\n"
+	if err := os.WriteFile(src, []byte(code), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return src
+}
+
+// config returns ../configs/inferq.yaml, or a stand-in while that file does not exist.
+func config(t *testing.T, dir string) string {
+	t.Helper()
+	if _, err := os.Stat("../configs/inferq.yaml"); err == nil {
+		return "../configs/inferq.yaml"
+	}
+	t.Log("configs/inferq.yaml missing, packaging a stand-in")
+	path := filepath.Join(dir, "inferq.yaml")
+	if err := os.WriteFile(path, []byte("# stand-in\nstate_dir: /var/lib/inferq\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// buildDeb runs build-deb.sh with args and returns the path it printed.
+func buildDeb(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := exec.Command("./build-deb.sh", args...).Output()
+	if err != nil {
+		var stderr []byte
+		if ee, ok := err.(*exec.ExitError); ok {
+			stderr = ee.Stderr
+		}
+		t.Fatalf("build-deb.sh %s: %v\n%s%s", strings.Join(args, " "), err, out, stderr)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+type entry struct {
+	mode, owner, path string
+}
+
+// contents parses `dpkg-deb --contents` into path → entry.
+func contents(t *testing.T, deb string) map[string]entry {
+	t.Helper()
+	got := map[string]entry{}
+	for _, line := range strings.Split(strings.TrimSpace(run(t, "dpkg-deb", "--contents", deb)), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 6 {
+			t.Fatalf("unexpected dpkg-deb --contents line %q", line)
+		}
+		path := strings.TrimSuffix(strings.TrimPrefix(f[5], "."), "/")
+		if path == "" {
+			path = "/"
+		}
+		got[path] = entry{mode: f[0], owner: f[1], path: path}
+	}
+	return got
+}
+
+func TestDeb(t *testing.T) {
+	tool(t, "dpkg-deb")
+	work := t.TempDir()
+	src := target(t, work)
+	cfg := config(t, work)
+	deb := buildDeb(t, "-g", src, "-c", cfg, "-o", filepath.Join(work, "dist"))
+
+	name := filepath.Base(deb)
+	if !regexp.MustCompile(`^inferq_[0-9][0-9A-Za-z.+~]*_[a-z0-9]+\.deb$`).MatchString(name) {
+		t.Errorf("package name %q, want inferq_<version>_<arch>.deb", name)
+	}
+	version := strings.Split(name, "_")[1]
+
+	t.Run("control", func(t *testing.T) {
+		info := run(t, "dpkg-deb", "--field", deb)
+		fields := map[string]string{}
+		for _, line := range strings.Split(info, "\n") {
+			if k, v, ok := strings.Cut(line, ": "); ok && !strings.HasPrefix(line, " ") {
+				fields[k] = v
+			}
+		}
+		tests := []struct{ field, want string }{
+			{"Package", "inferq"},
+			{"Version", version},
+			{"Depends", "libc6, adduser"},
+			{"Recommends", "mosquitto"},
+			{"Suggests", "libtensorflow-lite2.14.1"},
+			{"Section", "misc"},
+			{"Priority", "optional"},
+		}
+		for _, tt := range tests {
+			if got := fields[tt.field]; got != tt.want {
+				t.Errorf("%s = %q, want %q", tt.field, got, tt.want)
+			}
+		}
+		if fields["Installed-Size"] == "" || fields["Maintainer"] == "" || fields["Description"] == "" {
+			t.Errorf("Installed-Size, Maintainer or Description missing:\n%s", info)
+		}
+		if got := run(t, "dpkg-deb", "--info", deb, "conffiles"); got != "/etc/inferq/inferq.yaml\n" {
+			t.Errorf("conffiles = %q, want only /etc/inferq/inferq.yaml", got)
+		}
+		listing := run(t, "dpkg-deb", "--info", deb)
+		for _, script := range []string{"postinst", "prerm", "postrm"} {
+			if !regexp.MustCompile(`(?m)^\s+\d+ bytes,\s+\d+ lines\s+\*\s+` + script + `\s+#!/bin/sh$`).MatchString(listing) {
+				t.Errorf("%s missing or not an executable /bin/sh script:\n%s", script, listing)
+			}
+		}
+	})
+
+	t.Run("contents", func(t *testing.T) {
+		got := contents(t, deb)
+		want := []entry{
+			{"-rwxr-xr-x", "root/root", "/usr/bin/inferq"},
+			{"-rw-r--r--", "root/root", "/etc/inferq/inferq.yaml"},
+			{"-rw-r--r--", "root/root", "/lib/systemd/system/inferq.service"},
+			{"-rw-r--r--", "root/root", "/usr/lib/sysusers.d/inferq.conf"},
+			{"-rw-r--r--", "root/root", "/usr/lib/tmpfiles.d/inferq.conf"},
+			{"-rw-r--r--", "root/root", "/usr/share/doc/inferq/copyright"},
+			{"-rw-r--r--", "root/root", "/usr/share/doc/inferq/changelog.gz"},
+			{"-rw-r--r--", "root/root", "/usr/share/doc/inferq/examples/inferq-gpu.conf"},
+			{"-rw-r--r--", "root/root", "/usr/share/man/man1/inferq.1.gz"},
+			{"-rw-r--r--", "root/root", "/usr/share/lintian/overrides/inferq"},
+			{"drwxr-xr-x", "root/root", "/var/spool/inferq"},
+			{"drwxr-xr-x", "root/root", "/etc/inferq"},
+		}
+		for _, w := range want {
+			g, ok := got[w.path]
+			if !ok {
+				t.Errorf("%s missing", w.path)
+				continue
+			}
+			if g != w {
+				t.Errorf("%s: %s %s, want %s %s", w.path, g.mode, g.owner, w.mode, w.owner)
+			}
+		}
+		// Nothing else but directories and the optional lintian override.
+		var extra []string
+		for path, g := range got {
+			if g.owner != "root/root" {
+				t.Errorf("%s owned by %s, want root/root", path, g.owner)
+			}
+			known := false
+			for _, w := range want {
+				known = known || w.path == path
+			}
+			if !known && !strings.HasPrefix(g.mode, "d") {
+				extra = append(extra, path)
+			}
+		}
+		sort.Strings(extra)
+		if len(extra) > 0 {
+			t.Errorf("unexpected files in the package: %v", extra)
+		}
+	})
+
+	root := filepath.Join(work, "root")
+	run(t, "dpkg-deb", "-x", deb, root)
+
+	t.Run("files", func(t *testing.T) {
+		tests := []struct{ installed, source string }{
+			{"usr/bin/inferq", ""}, // stripped: compared by presence only
+			{"etc/inferq/inferq.yaml", cfg},
+			{"lib/systemd/system/inferq.service", "../systemd/inferq.service"},
+			{"usr/lib/sysusers.d/inferq.conf", "../systemd/sysusers.d/inferq.conf"},
+			{"usr/lib/tmpfiles.d/inferq.conf", "../systemd/tmpfiles.d/inferq.conf"},
+			{"usr/share/doc/inferq/examples/inferq-gpu.conf", "../systemd/inferq-gpu.conf"},
+			{"usr/share/doc/inferq/copyright", "deb/copyright"},
+		}
+		for _, tt := range tests {
+			got, err := os.ReadFile(filepath.Join(root, tt.installed))
+			if err != nil {
+				t.Errorf("%s: %v", tt.installed, err)
+				continue
+			}
+			if tt.source == "" {
+				continue
+			}
+			want, err := os.ReadFile(tt.source)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("%s differs from %s", tt.installed, tt.source)
+			}
+		}
+		changelog := gunzip(t, filepath.Join(root, "usr/share/doc/inferq/changelog.gz"))
+		if want := "inferq (" + version + ") unstable; urgency=medium\n"; !strings.HasPrefix(changelog, want) {
+			t.Errorf("changelog starts %q, want %q", changelog, want)
+		}
+		if man := gunzip(t, filepath.Join(root, "usr/share/man/man1/inferq.1.gz")); !strings.HasPrefix(man, ".TH INFERQ 1") {
+			t.Errorf("man page starts %q, want .TH INFERQ 1", man[:min(len(man), 20)])
+		}
+	})
+
+	if src == "./cmd/inferq" {
+		t.Run("version", func(t *testing.T) {
+			got := strings.TrimSpace(run(t, filepath.Join(root, "usr/bin/inferq"), "version"))
+			if want := "inferq " + version; got != want {
+				t.Errorf("inferq version = %q, want %q", got, want)
+			}
+		})
+	}
+
+	t.Run("maintainer scripts", func(t *testing.T) {
+		control := filepath.Join(work, "control")
+		run(t, "dpkg-deb", "-e", deb, control)
+		for _, script := range []string{"postinst", "prerm", "postrm"} {
+			run(t, "sh", "-n", filepath.Join(control, script))
+		}
+	})
+
+	t.Run("systemd-analyze verify", func(t *testing.T) {
+		analyze := tool(t, "systemd-analyze")
+		// The unit as installed, with ExecStart pointing at the packaged binary where it
+		// was extracted (verify needs an executable that exists).
+		unit, err := os.ReadFile(filepath.Join(root, "lib/systemd/system/inferq.service"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		const exec0 = "\nExecStart=/usr/bin/inferq "
+		if !bytes.Contains(unit, []byte(exec0)) {
+			t.Fatalf("unit has no %q", exec0)
+		}
+		unit = bytes.Replace(unit, []byte(exec0), []byte("\nExecStart="+filepath.Join(root, "usr/bin/inferq")+" "), 1)
+		dir := t.TempDir()
+		path := filepath.Join(dir, "inferq.service")
+		if err := os.WriteFile(path, unit, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		// MANPATH lets verify check Documentation=man:inferq(1) against the packaged page.
+		cmd := exec.Command(analyze, "verify", path)
+		cmd.Env = append(os.Environ(), "SYSTEMD_UNIT_PATH="+dir+":", "SYSTEMD_LOG_COLOR=0",
+			"MANPATH="+filepath.Join(root, "usr/share/man"))
+		if out, err := cmd.CombinedOutput(); err != nil || len(bytes.TrimSpace(out)) > 0 {
+			t.Errorf("systemd-analyze verify: %v\n%s", err, out)
+		}
+	})
+
+	// Same binary, configuration, version and time: same bytes. (Building from the
+	// checkout twice would compare two commits whenever another commit lands between.)
+	t.Run("reproducible", func(t *testing.T) {
+		bin := filepath.Join(root, "usr/bin/inferq")
+		t.Setenv("SOURCE_DATE_EPOCH", "1700000000")
+		a := buildDeb(t, "-b", bin, "-c", cfg, "-v", "1.2.3", "-o", filepath.Join(work, "r1"))
+		b := buildDeb(t, "-b", bin, "-c", cfg, "-v", "1.2.3", "-o", filepath.Join(work, "r2"))
+		if sa, sb := sum(t, a), sum(t, b); sa != sb {
+			t.Errorf("two builds differ: %s %s", sa, sb)
+		}
+	})
+
+	// lintian is optional: packaging/install-test-deps.sh does not install it.
+	t.Run("lintian", func(t *testing.T) {
+		lintian, err := exec.LookPath("lintian")
+		if err != nil {
+			t.Log("lintian not installed; not run")
+			return
+		}
+		out, err := exec.Command(lintian, "--pedantic", "--display-info", deb).CombinedOutput()
+		var tags []string
+		for _, line := range strings.Split(string(out), "\n") {
+			if regexp.MustCompile(`^[EWIPX]: `).MatchString(line) {
+				tags = append(tags, line)
+			}
+		}
+		if err != nil || len(tags) > 0 {
+			t.Errorf("lintian: %v\n%s", err, out)
+		}
+	})
+}
+
+func TestBuildDebErrors(t *testing.T) {
+	tool(t, "dpkg-deb")
+	dir := t.TempDir()
+	exe := filepath.Join(dir, "inferq")
+	if err := os.WriteFile(exe, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		args []string
+		want string // in stderr
+	}{
+		{"missing binary", []string{"-b", filepath.Join(dir, "nope")}, "(-b)"},
+		{"missing config", []string{"-b", exe, "-c", filepath.Join(dir, "nope.yaml")}, "(-c)"},
+		{"bad version", []string{"-b", exe, "-v", "v1.0"}, `invalid version "v1.0" (-v)`},
+		{"bad target", []string{"-g", "./no/such/package"}, "cannot build ./no/such/package (-g)"},
+		{"unknown flag", []string{"-x"}, "packaging/build-deb.sh [-b BINARY | -g TARGET]"},
+		{"extra argument", []string{"-b", exe, "extra"}, "packaging/build-deb.sh [-b BINARY | -g TARGET]"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cmd := exec.Command("./build-deb.sh", append(tt.args, "-o", filepath.Join(dir, "dist"))...)
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			err := cmd.Run()
+			if err == nil {
+				t.Fatalf("build-deb.sh %v succeeded, want an error", tt.args)
+			}
+			if !strings.Contains(stderr.String(), tt.want) {
+				t.Errorf("stderr = %q, want it to contain %q", stderr.String(), tt.want)
+			}
+		})
+	}
+	if entries, _ := os.ReadDir(filepath.Join(dir, "dist")); len(entries) > 0 {
+		t.Errorf("failed builds left %d files in the output directory", len(entries))
+	}
+}
+
+func gunzip(t *testing.T, path string) string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	b, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return string(b)
+}
+
+func sum(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("%x", sha256.Sum256(b))
+}
