@@ -75,6 +75,7 @@ func TestResultsSurviveBrokerRestart(t *testing.T) {
 			}
 		}
 	})
+	waitFor(t, "published counted", 10*time.Second, func() bool { return c.Stats().Published >= n })
 	st := c.Stats()
 	if st.Reconnects < 1 {
 		t.Fatalf("got %d reconnects, want >= 1", st.Reconnects)
@@ -400,6 +401,7 @@ func TestIngestRefusedAndQueueFull(t *testing.T) {
 	if it.Source != "cam2" {
 		t.Fatalf("got source %q", it.Source)
 	}
+	waitFor(t, "ingest counted", 10*time.Second, func() bool { return c.Stats().Ingested == 1 })
 	st := c.Stats()
 	if st.Ingested != 1 || st.Rejected != 3 || st.Reconnects != 0 {
 		t.Fatalf("got ingested %d rejected %d reconnects %d, want 1, 3, 0", st.Ingested, st.Rejected, st.Reconnects)
