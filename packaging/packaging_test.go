@@ -11,7 +11,9 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -254,11 +256,85 @@ func TestDeb(t *testing.T) {
 		})
 	}
 
+	// The maintainer scripts run for real, as dpkg --root would run them: DPKG_ROOT
+	// points at a fresh extraction, and systemd-sysusers, systemd-tmpfiles and
+	// deb-systemd-helper work inside it. Nothing is started and the host is untouched.
 	t.Run("maintainer scripts", func(t *testing.T) {
-		control := filepath.Join(work, "control")
+		tool(t, "systemd-sysusers")
+		tool(t, "systemd-tmpfiles")
+		tool(t, "deb-systemd-helper")
+		control, sysroot := filepath.Join(work, "control"), filepath.Join(work, "sysroot")
 		run(t, "dpkg-deb", "-e", deb, control)
-		for _, script := range []string{"postinst", "prerm", "postrm"} {
-			run(t, "sh", "-n", filepath.Join(control, script))
+		run(t, "dpkg-deb", "-x", deb, sysroot)
+		script := func(name string, args ...string) {
+			t.Helper()
+			cmd := exec.Command("sh", append([]string{filepath.Join(control, name)}, args...)...)
+			cmd.Env = append(os.Environ(), "DPKG_ROOT="+sysroot,
+				"DPKG_MAINTSCRIPT_PACKAGE=inferq", "DPKG_MAINTSCRIPT_NAME="+name)
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("%s %v: %v\n%s", name, args, err, out)
+			}
+		}
+		exists := func(path string) bool {
+			_, err := os.Lstat(filepath.Join(sysroot, path))
+			return err == nil
+		}
+		const wants = "etc/systemd/system/multi-user.target.wants/inferq.service"
+		data := []string{"var/lib/inferq/queue.db", "var/spool/inferq/incoming/cam1/img.jpg"}
+
+		script("postinst", "configure")
+		uid := inferqUID(t, sysroot)
+		for _, dir := range []string{"var/lib/inferq", "var/lib/inferq/models", "var/spool/inferq",
+			"var/spool/inferq/incoming", "var/spool/inferq/failed"} {
+			fi, err := os.Stat(filepath.Join(sysroot, dir))
+			if err != nil {
+				t.Errorf("postinst did not create %s: %v", dir, err)
+				continue
+			}
+			if got := owner(fi); got != uid {
+				t.Errorf("%s owned by uid %s, want inferq (%s)", dir, got, uid)
+			}
+		}
+		if target, err := os.Readlink(filepath.Join(sysroot, wants)); err != nil || target != "/lib/systemd/system/inferq.service" {
+			t.Errorf("service not enabled: %s -> %q, %v", wants, target, err)
+		}
+
+		// An upgrade (configure <old version>) keeps an administrator's disable.
+		// systemctl disable removes the symlink; that is all deb-systemd-helper looks at.
+		if err := os.Remove(filepath.Join(sysroot, wants)); err != nil {
+			t.Fatal(err)
+		}
+		script("postinst", "configure", "0.0.1")
+		if exists(wants) {
+			t.Error("upgrade re-enabled a disabled service")
+		}
+		if got := inferqUID(t, sysroot); got != uid {
+			t.Errorf("upgrade changed the inferq uid from %s to %s", uid, got)
+		}
+
+		for _, f := range data {
+			if err := os.MkdirAll(filepath.Dir(filepath.Join(sysroot, f)), 0o750); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(sysroot, f), []byte("x"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		script("prerm", "remove")
+		script("postrm", "remove")
+		for _, f := range data {
+			if !exists(f) {
+				t.Errorf("remove deleted %s; only purge may", f)
+			}
+		}
+		script("postrm", "purge")
+		for _, dir := range []string{"var/lib/inferq", "var/spool/inferq", "var/lib/systemd/deb-systemd-helper-enabled/inferq.service.dsh-also"} {
+			if exists(dir) {
+				t.Errorf("purge left %s", dir)
+			}
+		}
+		if got := inferqUID(t, sysroot); got != uid {
+			t.Errorf("purge changed the inferq user: uid %q, want %s kept", got, uid)
 		}
 	})
 
@@ -357,6 +433,33 @@ func TestBuildDebErrors(t *testing.T) {
 	if entries, _ := os.ReadDir(filepath.Join(dir, "dist")); len(entries) > 0 {
 		t.Errorf("failed builds left %d files in the output directory", len(entries))
 	}
+}
+
+// inferqUID returns the inferq user's uid in sysroot's /etc/passwd, "" if none; it
+// fails the test if the user appears more than once.
+func inferqUID(t *testing.T, sysroot string) string {
+	t.Helper()
+	passwd, err := os.ReadFile(filepath.Join(sysroot, "etc/passwd"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var uids []string
+	for _, line := range strings.Split(string(passwd), "\n") {
+		if f := strings.Split(line, ":"); len(f) == 7 && f[0] == "inferq" {
+			uids = append(uids, f[2])
+		}
+	}
+	if len(uids) != 1 {
+		t.Fatalf("inferq appears %d times in passwd:\n%s", len(uids), passwd)
+	}
+	return uids[0]
+}
+
+func owner(fi os.FileInfo) string {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return strconv.FormatUint(uint64(st.Uid), 10)
+	}
+	return "?"
 }
 
 func gunzip(t *testing.T, path string) string {
