@@ -596,8 +596,8 @@ func (c *Client) handleIngest(cn *conn, m paho.Message) {
 		return
 	}
 	payload := m.Payload()
-	it, err := ParseIngest(m.Topic(), payload, c.cfg.MaxPayload, c.now())
-	if err == nil && it.Priority == 0 {
+	it, hasPriority, err := parseIngest(m.Topic(), payload, c.cfg.MaxPayload, c.now())
+	if err == nil && !hasPriority {
 		if p, ok := c.cfg.SourcePriority[it.Source]; ok {
 			it.Priority = p
 		} else {

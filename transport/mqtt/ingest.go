@@ -63,12 +63,23 @@ type envelope struct {
 // (the source is its last level unless the envelope names one), now is
 // the time a "ttl" counts from. Errors wrap ErrMalformed or ErrTooLarge.
 func ParseIngest(topic string, payload []byte, maxPayload int, now time.Time) (IngestItem, error) {
+	it, _, err := parseIngest(topic, payload, maxPayload, now)
+	if err != nil {
+		return IngestItem{}, err
+	}
+	return it, nil
+}
+
+// parseIngest also reports whether the envelope set a priority. On error
+// the item holds what was parsed so far (for the rejection event).
+func parseIngest(topic string, payload []byte, maxPayload int, now time.Time) (IngestItem, bool, error) {
 	var it IngestItem
+	hasPriority := false
 	if maxPayload > 0 && len(payload) > maxPayload {
-		return it, fmt.Errorf("%w: %d bytes > max_payload %d", ErrTooLarge, len(payload), maxPayload)
+		return it, false, fmt.Errorf("%w: %d bytes > max_payload %d", ErrTooLarge, len(payload), maxPayload)
 	}
 	if len(payload) == 0 {
-		return it, fmt.Errorf("%w: empty payload", ErrMalformed)
+		return it, false, fmt.Errorf("%w: empty payload", ErrMalformed)
 	}
 	it.Source = topic[strings.LastIndexByte(topic, '/')+1:]
 	trimmed := bytes.TrimLeft(payload, " \t\r\n")
@@ -77,22 +88,22 @@ func ParseIngest(topic string, payload []byte, maxPayload int, now time.Time) (I
 		dec := json.NewDecoder(bytes.NewReader(payload))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&env); err != nil {
-			return it, fmt.Errorf("%w: json envelope: %v", ErrMalformed, err)
+			return it, false, fmt.Errorf("%w: json envelope: %v", ErrMalformed, err)
 		}
 		if dec.More() {
-			return it, fmt.Errorf("%w: json envelope: trailing data", ErrMalformed)
+			return it, false, fmt.Errorf("%w: json envelope: trailing data", ErrMalformed)
 		}
 		if env.Image == "" {
-			return it, fmt.Errorf("%w: json envelope: image is missing", ErrMalformed)
+			return it, false, fmt.Errorf("%w: json envelope: image is missing", ErrMalformed)
 		}
 		img, err := base64.StdEncoding.DecodeString(env.Image)
 		if err != nil {
-			return it, fmt.Errorf("%w: json envelope: image is not base64: %v", ErrMalformed, err)
+			return it, false, fmt.Errorf("%w: json envelope: image is not base64: %v", ErrMalformed, err)
 		}
 		it.Image = img
 		if env.ID != "" {
 			if err := validateID(env.ID); err != nil {
-				return it, fmt.Errorf("%w: json envelope: id %q: %v", ErrMalformed, env.ID, err)
+				return it, false, fmt.Errorf("%w: json envelope: id %q: %v", ErrMalformed, env.ID, err)
 			}
 			it.ID = env.ID
 		}
@@ -100,13 +111,13 @@ func ParseIngest(topic string, payload []byte, maxPayload int, now time.Time) (I
 			it.Source = env.Source
 		}
 		if env.Priority != nil {
-			it.Priority = *env.Priority
+			it.Priority, hasPriority = *env.Priority, true
 		}
 		if len(env.Metadata) > 0 {
 			it.Meta = env.Metadata
 		}
 		if env.Deadline != nil && len(env.TTL) > 0 {
-			return it, fmt.Errorf("%w: json envelope: give deadline or ttl, not both", ErrMalformed)
+			return it, false, fmt.Errorf("%w: json envelope: give deadline or ttl, not both", ErrMalformed)
 		}
 		if env.Deadline != nil {
 			it.Deadline = *env.Deadline
@@ -114,7 +125,7 @@ func ParseIngest(topic string, payload []byte, maxPayload int, now time.Time) (I
 		if len(env.TTL) > 0 {
 			ttl, err := parseTTL(env.TTL)
 			if err != nil {
-				return it, fmt.Errorf("%w: json envelope: ttl %s: %v", ErrMalformed, env.TTL, err)
+				return it, false, fmt.Errorf("%w: json envelope: ttl %s: %v", ErrMalformed, env.TTL, err)
 			}
 			it.Deadline = now.Add(ttl)
 		}
@@ -122,13 +133,13 @@ func ParseIngest(topic string, payload []byte, maxPayload int, now time.Time) (I
 		it.Image = payload
 	}
 	if len(it.Image) == 0 {
-		return it, fmt.Errorf("%w: empty image", ErrMalformed)
+		return it, false, fmt.Errorf("%w: empty image", ErrMalformed)
 	}
 	if ct := http.DetectContentType(it.Image); !strings.HasPrefix(ct, "image/") {
-		return it, fmt.Errorf("%w: not an image (detected %s)", ErrMalformed, ct)
+		return it, false, fmt.Errorf("%w: not an image (detected %s)", ErrMalformed, ct)
 	}
 	if err := validateSource(it.Source); err != nil {
-		return it, fmt.Errorf("%w: source %q: %v", ErrMalformed, it.Source, err)
+		return it, false, fmt.Errorf("%w: source %q: %v", ErrMalformed, it.Source, err)
 	}
 	if it.ID == "" {
 		h := sha256.New()
@@ -137,7 +148,7 @@ func ParseIngest(topic string, payload []byte, maxPayload int, now time.Time) (I
 		h.Write(payload)
 		it.ID = "m-" + hex.EncodeToString(h.Sum(nil))[:32]
 	}
-	return it, nil
+	return it, hasPriority, nil
 }
 
 func validateID(id string) error {
