@@ -17,6 +17,9 @@ import (
 type BrokerConfig struct {
 	// Listen is the TCP address, e.g. "127.0.0.1:1883" or ":1883".
 	Listen string
+	// WebsocketListen, when set, adds an MQTT-over-websocket listener
+	// (ws://host:port/, any path).
+	WebsocketListen string
 	// Username and PasswordFile, when set, are the only credentials
 	// accepted; otherwise anonymous clients are allowed.
 	Username, PasswordFile string
@@ -42,6 +45,11 @@ func NewEmbeddedBroker(cfg BrokerConfig, logger *slog.Logger) (*EmbeddedBroker, 
 	}
 	if _, _, err := net.SplitHostPort(cfg.Listen); err != nil {
 		return nil, fmt.Errorf("mqtt broker: listen %q: %w", cfg.Listen, err)
+	}
+	if cfg.WebsocketListen != "" {
+		if _, _, err := net.SplitHostPort(cfg.WebsocketListen); err != nil {
+			return nil, fmt.Errorf("mqtt broker: websocket_listen %q: %w", cfg.WebsocketListen, err)
+		}
 	}
 	if (cfg.Username == "") != (cfg.PasswordFile == "") {
 		return nil, fmt.Errorf("mqtt broker: username %q and password_file %q must be given together", cfg.Username, cfg.PasswordFile)
@@ -78,6 +86,13 @@ func (b *EmbeddedBroker) Open() error {
 	tcp := listeners.NewTCP(listeners.Config{ID: "tcp", Address: b.cfg.Listen})
 	if err := srv.AddListener(tcp); err != nil {
 		return fmt.Errorf("cannot listen on %s: %w", b.cfg.Listen, err)
+	}
+	if b.cfg.WebsocketListen != "" {
+		ws := listeners.NewWebsocket(listeners.Config{ID: "ws", Address: b.cfg.WebsocketListen})
+		if err := srv.AddListener(ws); err != nil {
+			_ = srv.Close()
+			return fmt.Errorf("cannot listen on %s: %w", b.cfg.WebsocketListen, err)
+		}
 	}
 	if err := srv.Serve(); err != nil {
 		_ = srv.Close()

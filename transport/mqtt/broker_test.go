@@ -2,6 +2,7 @@ package mqtt
 
 import (
 	"context"
+	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -83,6 +84,44 @@ func TestEmbeddedBroker(t *testing.T) {
 				t.Fatalf("got source %q, want cam9", it.Source)
 			}
 		})
+	}
+}
+
+// inferq's Client connects over MQTT-over-websocket (ws://) too.
+func TestWebsocket(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wsAddr := l.Addr().String()
+	l.Close()
+	b, err := NewEmbeddedBroker(BrokerConfig{Listen: "127.0.0.1:0", WebsocketListen: wsAddr}, discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Open(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	sub := subscribe(t, "tcp://"+b.Addr(), "ws-reader", "inferq/box1/results/#")
+	ob := newMemOutbox()
+	ob.Add("results/cam1", []byte(`{"id":"ws-1"}`))
+	cfg := Config{Brokers: []string{"ws://" + wsAddr + "/mqtt"}, ClientID: "ws-box", Prefix: "inferq", Node: "box1",
+		ReconnectMin: 50 * time.Millisecond, ReconnectMax: 200 * time.Millisecond}
+	var c *Client
+	waitFor(t, "websocket listener", 10*time.Second, func() bool {
+		conn, err := net.Dial("tcp", wsAddr)
+		if err == nil {
+			conn.Close()
+		}
+		return err == nil
+	})
+	c = startClient(t, cfg, ob, nil)
+	if !c.Stats().Connected {
+		t.Fatalf("not connected over websocket: %s", c.Stats().LastError)
+	}
+	if m := sub.next(t, 10*time.Second); string(m.Payload()) != `{"id":"ws-1"}` {
+		t.Fatalf("got %q", m.Payload())
 	}
 }
 
