@@ -24,11 +24,12 @@ var formats = []struct {
 	{"gif", []byte("GIF8"), gif.DecodeConfig, gif.Decode},
 }
 
-// rgbImage is a decoded image as packed 8-bit RGB (or gray when channels is 1).
+// rgbImage is a decoded image. Pixels are converted to RGB only where the resize
+// samples them (see preprocess), so a large camera frame costs little beyond its decode.
 type rgbImage struct {
 	w, h   int
 	format string
-	pix    []uint8 // w*h*3
+	src    image.Image
 }
 
 // decodeImage checks the header against maxPixels before decoding, then decodes to RGB.
@@ -64,7 +65,8 @@ func decodeImage(data []byte, maxPixels int64) (*rgbImage, error) {
 		}
 		return nil, badImage(err, "cannot decode %s", fm.name)
 	}
-	return toRGB(img, fm.name), nil
+	b := img.Bounds()
+	return &rgbImage{w: b.Dx(), h: b.Dy(), format: fm.name, src: img}, nil
 }
 
 func head(b []byte) []byte {
@@ -74,58 +76,64 @@ func head(b []byte) []byte {
 	return b
 }
 
-// toRGB converts any decoded image (YCbCr, gray, RGBA, NRGBA, CMYK, paletted, 16-bit)
-// to packed RGB. Alpha is dropped (colors are taken as they are stored, not blended).
-func toRGB(img image.Image, format string) *rgbImage {
+// gather converts the pixels at the given source rows × columns to packed RGB (rows
+// major): out[(i*len(cols)+j)*3+c]. Alpha is dropped (stored colors are used as they
+// are, not blended). Fast paths cover what image/jpeg, image/png and image/gif return;
+// anything else (CMYK, 16-bit, paletted) goes through the color model.
+func gather(img image.Image, rows, cols []int, out []uint8) {
 	b := img.Bounds()
-	w, h := b.Dx(), b.Dy()
-	out := &rgbImage{w: w, h: h, format: format, pix: make([]uint8, w*h*3)}
-	p := out.pix
+	o := 0
 	switch m := img.(type) {
 	case *image.YCbCr:
-		for y := range h {
-			for x := range w {
+		for _, y := range rows {
+			for _, x := range cols {
 				yi := m.YOffset(b.Min.X+x, b.Min.Y+y)
 				ci := m.COffset(b.Min.X+x, b.Min.Y+y)
-				r, g, bl := ycbcrToRGB(m.Y[yi], m.Cb[ci], m.Cr[ci])
-				o := (y*w + x) * 3
-				p[o], p[o+1], p[o+2] = r, g, bl
+				out[o], out[o+1], out[o+2] = ycbcrToRGB(m.Y[yi], m.Cb[ci], m.Cr[ci])
+				o += 3
 			}
 		}
 	case *image.Gray:
-		for y := range h {
-			row := m.Pix[y*m.Stride : y*m.Stride+w]
-			for x, v := range row {
-				o := (y*w + x) * 3
-				p[o], p[o+1], p[o+2] = v, v, v
+		for _, y := range rows {
+			row := m.Pix[y*m.Stride:]
+			for _, x := range cols {
+				v := row[x]
+				out[o], out[o+1], out[o+2] = v, v, v
+				o += 3
 			}
 		}
 	case *image.NRGBA:
-		for y := range h {
-			row := m.Pix[y*m.Stride : y*m.Stride+4*w]
-			for x := range w {
-				o := (y*w + x) * 3
-				p[o], p[o+1], p[o+2] = row[4*x], row[4*x+1], row[4*x+2]
+		for _, y := range rows {
+			row := m.Pix[y*m.Stride:]
+			for _, x := range cols {
+				out[o], out[o+1], out[o+2] = row[4*x], row[4*x+1], row[4*x+2]
+				o += 3
 			}
 		}
 	case *image.RGBA:
-		for y := range h {
-			row := m.Pix[y*m.Stride : y*m.Stride+4*w]
-			for x := range w {
-				o := (y*w + x) * 3
-				p[o], p[o+1], p[o+2] = row[4*x], row[4*x+1], row[4*x+2]
+		for _, y := range rows {
+			row := m.Pix[y*m.Stride:]
+			for _, x := range cols {
+				out[o], out[o+1], out[o+2] = row[4*x], row[4*x+1], row[4*x+2]
+				o += 3
 			}
 		}
 	default:
-		for y := range h {
-			for x := range w {
+		for _, y := range rows {
+			for _, x := range cols {
 				r, g, bl, _ := img.At(b.Min.X+x, b.Min.Y+y).RGBA()
-				o := (y*w + x) * 3
-				p[o], p[o+1], p[o+2] = uint8(r>>8), uint8(g>>8), uint8(bl>>8)
+				out[o], out[o+1], out[o+2] = uint8(r>>8), uint8(g>>8), uint8(bl>>8)
+				o += 3
 			}
 		}
 	}
-	return out
+}
+
+// pixel returns the RGB value at (x, y), for tests and diagnostics.
+func (m *rgbImage) pixel(x, y int) [3]uint8 {
+	var p [3]uint8
+	gather(m.src, []int{y}, []int{x}, p[:])
+	return p
 }
 
 // ycbcrToRGB is the JFIF conversion (as image/color does), inlined for speed.
@@ -211,20 +219,42 @@ func preprocess(img *rgbImage, in inputSpec, norm normalizer, dst []byte) []byte
 		dst = make([]byte, size)
 	}
 	dst = dst[:size]
-	xs := resizeTaps(img.w, in.w)
-	ys := resizeTaps(img.h, in.h)
+	xs, cols := compactTaps(resizeTaps(img.w, in.w))
+	ys, rows := compactTaps(resizeTaps(img.h, in.h))
+	grid := make([]uint8, len(rows)*len(cols)*3)
+	gather(img.src, rows, cols, grid)
+	stride := len(cols) * 3
+	const (
+		kFloat = iota
+		kUint8
+		kInt8
+	)
+	kind := kFloat
+	switch in.typ {
+	case "uint8":
+		kind = kUint8
+	case "int8":
+		kind = kInt8
+	}
+	invScale, zp := float32(1), float32(in.zeroPoint)
+	if in.scale != 0 {
+		invScale = 1 / in.scale
+	}
 	var px [3]float32
 	i := 0
 	for y := range in.h {
 		ty := ys[y]
-		r0 := img.pix[ty.i0*img.w*3:]
-		r1 := img.pix[ty.i1*img.w*3:]
+		r0 := grid[ty.i0*stride:]
+		r1 := grid[ty.i1*stride:]
+		fy := ty.f
 		for x := range in.w {
 			tx := xs[x]
+			a0, a1 := tx.i0*3, tx.i1*3
+			fx := tx.f
 			for c := range 3 {
-				a := float32(r0[tx.i0*3+c])*(1-tx.f) + float32(r0[tx.i1*3+c])*tx.f
-				b := float32(r1[tx.i0*3+c])*(1-tx.f) + float32(r1[tx.i1*3+c])*tx.f
-				px[c] = a*(1-ty.f) + b*ty.f
+				a := float32(r0[a0+c]) + (float32(r0[a1+c])-float32(r0[a0+c]))*fx
+				b := float32(r1[a0+c]) + (float32(r1[a1+c])-float32(r1[a0+c]))*fx
+				px[c] = a + (b-a)*fy
 			}
 			if in.c == 1 {
 				// ITU-R BT.601 luma, then the channel-0 normalization.
@@ -232,19 +262,49 @@ func preprocess(img *rgbImage, in inputSpec, norm normalizer, dst []byte) []byte
 			}
 			for c := range in.c {
 				v := px[c]*norm.mul[c] + norm.add[c]
-				switch in.typ {
-				case "float32":
+				switch kind {
+				case kFloat:
 					binary.LittleEndian.PutUint32(dst[4*i:], math.Float32bits(v))
-				case "uint8":
-					dst[i] = uint8(min(max(math.Round(float64(v/in.scale))+float64(in.zeroPoint), 0), 255))
-				case "int8":
-					dst[i] = byte(int8(min(max(math.Round(float64(v/in.scale))+float64(in.zeroPoint), -128), 127)))
+				case kUint8:
+					dst[i] = uint8(min(max(roundHalfAway(v*invScale)+zp, 0), 255))
+				case kInt8:
+					dst[i] = byte(int8(min(max(roundHalfAway(v*invScale)+zp, -128), 127)))
 				}
 				i++
 			}
 		}
 	}
 	return dst
+}
+
+// roundHalfAway rounds to the nearest integer, halves away from zero (as math.Round).
+func roundHalfAway(v float32) float32 {
+	v = min(max(v, -1024), 1024) // far outside any 8-bit range; keeps int32 exact
+	if v < 0 {
+		return -float32(int32(-v + 0.5))
+	}
+	return float32(int32(v + 0.5))
+}
+
+// compactTaps renumbers the taps' source indices to positions in the sorted list of
+// distinct indices they use, which it returns.
+func compactTaps(t []tap) ([]tap, []int) {
+	var idx []int
+	pos := map[int]int{}
+	for _, x := range t {
+		for _, i := range []int{x.i0, x.i1} {
+			if _, ok := pos[i]; !ok {
+				pos[i] = len(idx)
+				idx = append(idx, i)
+			}
+		}
+	}
+	// Taps are monotonic, so idx is already sorted.
+	out := make([]tap, len(t))
+	for k, x := range t {
+		out[k] = tap{i0: pos[x.i0], i1: pos[x.i1], f: x.f}
+	}
+	return out, idx
 }
 
 type tap struct {

@@ -121,16 +121,7 @@ func postprocess(cfg ModelConfig, labels []string, outs []TensorInfo, data [][]b
 	switch cfg.Kind {
 	case KindClassification:
 		scores := dequantize(outs[0], data[0])
-		idx := make([]int, 0, len(scores))
-		for i, s := range scores {
-			if s >= cfg.ScoreThreshold {
-				idx = append(idx, i)
-			}
-		}
-		sort.SliceStable(idx, func(a, b int) bool { return scores[idx[a]] > scores[idx[b]] })
-		if len(idx) > cfg.TopK {
-			idx = idx[:cfg.TopK]
-		}
+		idx := topK(scores, cfg.TopK, cfg.ScoreThreshold)
 		r.Classes = make([]Class, len(idx))
 		for i, k := range idx {
 			r.Classes[i] = Class{Index: k, Label: label(labels, k), Score: scores[k]}
@@ -166,4 +157,37 @@ func postprocess(cfg ModelConfig, labels []string, outs []TensorInfo, data [][]b
 		}
 	}
 	return r
+}
+
+// topK returns the indices of the k best scores at or above threshold, best first, ties
+// by lower index. NaN scores are skipped.
+func topK(scores []float32, k int, threshold float32) []int {
+	better := func(a, b int) bool { return scores[a] > scores[b] || (scores[a] == scores[b] && a < b) }
+	if k*8 >= len(scores) {
+		idx := make([]int, 0, len(scores))
+		for i, s := range scores {
+			if s >= threshold {
+				idx = append(idx, i)
+			}
+		}
+		sort.Slice(idx, func(a, b int) bool { return better(idx[a], idx[b]) })
+		return idx[:min(k, len(idx))]
+	}
+	idx := make([]int, 0, k+1)
+	for i, s := range scores {
+		if !(s >= threshold) || (len(idx) == k && !better(i, idx[k-1])) {
+			continue
+		}
+		j := len(idx)
+		idx = append(idx, i)
+		for j > 0 && better(i, idx[j-1]) {
+			idx[j] = idx[j-1]
+			j--
+		}
+		idx[j] = i
+		if len(idx) > k {
+			idx = idx[:k]
+		}
+	}
+	return idx
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -145,3 +146,24 @@ func TestErrorsAcrossPipe(t *testing.T) {
 }
 
 func asError(err error, target **Error) bool { return errors.As(err, target) }
+
+func TestTopK(t *testing.T) {
+	scores := []float32{0.1, 0.5, float32(math.NaN()), 0.5, 0.9, 0.05, 0.3, 0.2, 0.0, 0.4, 0.6, 0.7, 0.15, 0.25, 0.35, 0.45, 0.55, 0.65}
+	tests := []struct {
+		k         int
+		threshold float32
+		want      []int
+	}{
+		{1, 0, []int{4}},
+		{2, 0, []int{4, 11}},
+		{3, 0.8, []int{4}},
+		{5, 0, []int{4, 11, 17, 10, 16}},
+		{100, 0.5, []int{4, 11, 17, 10, 16, 1, 3}},
+	}
+	for _, tc := range tests {
+		got := topK(scores, tc.k, tc.threshold)
+		if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+			t.Errorf("topK(k=%d, t=%v) got %v want %v", tc.k, tc.threshold, got, tc.want)
+		}
+	}
+}
