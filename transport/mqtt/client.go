@@ -399,7 +399,7 @@ func (c *Client) serve(ctx context.Context, cn *conn) {
 			}
 			continue
 		}
-		if !c.publishBatch(ctx, cn, rows) {
+		if !c.publishBatch(cn, rows) {
 			// A failed publish means a broken connection; make sure it is
 			// torn down and wait for it.
 			cn.cl.Disconnect(0)
@@ -411,7 +411,7 @@ func (c *Client) serve(ctx context.Context, cn *conn) {
 
 // publishBatch sends rows at QoS 1 and deletes the prefix of rows whose
 // PUBACK came on this very connection. It reports whether all went well.
-func (c *Client) publishBatch(ctx context.Context, cn *conn, rows []OutboxRow) bool {
+func (c *Client) publishBatch(cn *conn, rows []OutboxRow) bool {
 	toks := make([]paho.Token, len(rows))
 	for i, r := range rows {
 		if err := ValidateTopic(r.Topic); err != nil {
@@ -464,7 +464,6 @@ func (c *Client) publishBatch(ctx context.Context, cn *conn, rows []OutboxRow) b
 		c.stats.Published += uint64(len(done))
 		c.mu.Unlock()
 	}
-	_ = ctx
 	return ok
 }
 

@@ -430,3 +430,28 @@ func TestHealthRetainedAcrossRestart(t *testing.T) {
 		t.Fatalf("got %v", got)
 	}
 }
+
+// An edge box starts while its broker is down: Open is not an error, rows
+// wait in the outbox, and Run connects and drains them once the broker is
+// up.
+func TestStartsOffline(t *testing.T) {
+	b := mqtttest.Start(t, mqtttest.Options{})
+	b.Stop()
+	ob := newMemOutbox()
+	for i := 0; i < 10; i++ {
+		ob.Add("results/cam1", []byte(fmt.Sprintf(`{"id":"off-%d"}`, i)))
+	}
+	c := startClient(t, brokerConfig(b, "offline-box"), ob, nil)
+	if st := c.Stats(); st.Connected || st.LastError == "" {
+		t.Fatalf("got connected %v last error %q, want offline with an error", st.Connected, st.LastError)
+	}
+	c.PublishEvent([]byte(`{"event":"x"}`))
+	if c.Stats().EventsDropped != 1 {
+		t.Fatalf("event while offline not counted as dropped")
+	}
+	if ob.Len() != 10 {
+		t.Fatalf("got %d rows, want 10 waiting", ob.Len())
+	}
+	b.Start()
+	waitFor(t, "outbox drained", 20*time.Second, func() bool { return ob.Len() == 0 })
+}

@@ -287,7 +287,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 	retry := time.NewTicker(retryInterval)
 	defer retry.Stop()
 
-	w.rescan(ctx, true)
+	w.rescan(ctx)
 	for {
 		select {
 		case <-ctx.Done():
@@ -306,21 +306,21 @@ func (w *Watcher) Run(ctx context.Context) error {
 				w.stats.Overflows++
 				w.mu.Unlock()
 				w.log.Warn("inotify queue overflow, rescanning spool")
-				w.rescan(ctx, false)
+				w.rescan(ctx)
 				continue
 			}
 			w.setErr(fmt.Errorf("fsnotify: %w", err))
 		case <-settle.C:
 			w.takeSettled(ctx)
 		case <-rescan.C:
-			w.rescan(ctx, false)
+			w.rescan(ctx)
 		case <-retry.C:
 			w.mu.Lock()
 			blocked := w.blocked
 			w.mu.Unlock()
 			if blocked {
 				if w.submitClaimed(ctx) {
-					w.rescan(ctx, false)
+					w.rescan(ctx)
 				}
 			}
 		}
@@ -400,8 +400,9 @@ func (w *Watcher) note(path string, fi os.FileInfo, scan bool) {
 }
 
 // rescan walks the spool (one level of sub-directories) and notes every
-// candidate; at start-up it also takes settled files at once.
-func (w *Watcher) rescan(ctx context.Context, startup bool) {
+// candidate (files untouched for SettleTime count as settled) and takes
+// the settled ones.
+func (w *Watcher) rescan(ctx context.Context) {
 	w.mu.Lock()
 	w.stats.Rescans++
 	w.mu.Unlock()

@@ -248,7 +248,7 @@ func TestIgnoresNonRegularFiles(t *testing.T) {
 	before := w.Stats().Rescans
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	w.rescan(ctx, false) // a full rescan sees them all again
+	w.rescan(ctx) // a full rescan sees them all again
 	if w.Stats().Rescans != before+1 {
 		t.Fatalf("rescan not counted")
 	}
