@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -295,7 +296,10 @@ func (c *Client) connect(ctx context.Context) (*conn, error) {
 	select {
 	case <-tok.Done():
 	case <-ctx.Done():
-		go cn.cl.Disconnect(0)
+		go func() {
+			<-tok.Done()
+			cn.cl.Disconnect(0)
+		}()
 		return nil, ctx.Err()
 	}
 	if err := tok.Error(); err != nil {
@@ -332,6 +336,10 @@ func (c *Client) adopt(cn *conn) bool {
 	cn.cl.Publish(c.base+"available", 1, true, []byte(Online))
 	if health != nil {
 		cn.cl.Publish(c.base+"health", 1, true, health)
+	}
+	if !c.cfg.IngestEnabled {
+		// The persistent session may still hold it from an earlier run.
+		cn.cl.Unsubscribe(c.base + "ingest/+")
 	}
 	if c.cfg.IngestEnabled {
 		filters := map[string]byte{c.base + "ingest/+": 1}
@@ -589,12 +597,13 @@ func (c *Client) handleIngest(cn *conn, m paho.Message) {
 	c.mu.Lock()
 	c.stats.Received++
 	c.mu.Unlock()
-	if c.sink == nil {
-		// Not subscribed to ingest; a stray message from an old session.
-		m.Ack()
+	payload := m.Payload()
+	if c.sink == nil || !c.ingestTopic(m.Topic()) {
+		// A subscription left in the persistent session by an earlier
+		// configuration: say so loudly rather than hold it forever.
+		c.refuse(m, IngestItem{}, fmt.Errorf("topic %q matches no configured ingest filter (stale subscription of the persistent session %q?)", m.Topic(), c.cfg.ClientID))
 		return
 	}
-	payload := m.Payload()
 	it, hasPriority, err := parseIngest(m.Topic(), payload, c.cfg.MaxPayload, c.now())
 	if err == nil && !hasPriority {
 		if p, ok := c.cfg.SourcePriority[it.Source]; ok {
@@ -650,6 +659,43 @@ func (c *Client) handleIngest(cn *conn, m paho.Message) {
 			delay = 5 * time.Second
 		}
 	}
+}
+
+// ingestTopic reports whether topic matches one of the ingest filters.
+func (c *Client) ingestTopic(topic string) bool {
+	if !c.cfg.IngestEnabled {
+		return false
+	}
+	if matchFilter(c.base+"ingest/+", topic) {
+		return true
+	}
+	for _, f := range c.cfg.IngestFilters {
+		if matchFilter(f, topic) {
+			return true
+		}
+	}
+	return false
+}
+
+// matchFilter reports whether topic matches an MQTT filter; a shared
+// subscription "$share/<group>/<filter>" matches like <filter>.
+func matchFilter(filter, topic string) bool {
+	if rest, ok := strings.CutPrefix(filter, "$share/"); ok {
+		_, filter, _ = strings.Cut(rest, "/")
+	}
+	if strings.HasPrefix(topic, "$") != strings.HasPrefix(filter, "$") {
+		return false
+	}
+	fl, tl := strings.Split(filter, "/"), strings.Split(topic, "/")
+	for i, f := range fl {
+		if f == "#" {
+			return true
+		}
+		if i >= len(tl) || (f != "+" && f != tl[i]) {
+			return false
+		}
+	}
+	return len(fl) == len(tl)
 }
 
 func (c *Client) refuse(m paho.Message, it IngestItem, err error) {

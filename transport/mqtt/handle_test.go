@@ -63,6 +63,7 @@ func TestHandleIngest(t *testing.T) {
 		{"explicit zero beats source", "inferq/box1/ingest/gate", `{"priority":0,"image":"` + b64 + `"}`, nil, 0, 1, 1},
 		{"envelope source priority", "inferq/box1/ingest/cam1", `{"source":"gate","image":"` + b64 + `"}`, nil, 8, 1, 1},
 		{"malformed acked", "inferq/box1/ingest/cam1", `{"image":1}`, nil, 0, 0, 1},
+		{"stale topic acked", "old/topic/cam1", string(jpeg), nil, 0, 0, 1},
 		{"refused by sink acked", "inferq/box1/ingest/cam1", string(jpeg), fmt.Errorf("bad: %w", ErrRefused), 3, 1, 1},
 	}
 	for _, tt := range tests {

@@ -232,3 +232,26 @@ func TestNewRejects(t *testing.T) {
 		})
 	}
 }
+
+func TestMatchFilter(t *testing.T) {
+	tests := []struct {
+		filter, topic string
+		want          bool
+	}{
+		{"a/+/c", "a/b/c", true},
+		{"a/+/c", "a/b/d", false},
+		{"a/+", "a/b/c", false},
+		{"a/#", "a/b/c", true},
+		{"a/#", "a", true},
+		{"#", "$SYS/x", false},
+		{"$share/g/cams/+", "cams/door", true},
+		{"$share/g/cams/+", "cams/door/x", false},
+		{"inferq/box1/ingest/+", "inferq/box1/ingest/cam1", true},
+		{"inferq/box1/ingest/+", "inferq/box2/ingest/cam1", false},
+	}
+	for _, tt := range tests {
+		if got := matchFilter(tt.filter, tt.topic); got != tt.want {
+			t.Errorf("matchFilter(%q, %q) = %v, want %v", tt.filter, tt.topic, got, tt.want)
+		}
+	}
+}
