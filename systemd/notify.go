@@ -47,6 +47,7 @@ func NewNotifier(logger *slog.Logger) *Notifier {
 		return n
 	}
 	n.watchdog = watchdogFromEnv(logger, os.Getenv("WATCHDOG_USEC"), os.Getenv("WATCHDOG_PID"))
+	logger.Debug("systemd notification enabled", "notify_socket", socket, "watchdog", n.watchdog)
 	return n
 }
 

@@ -257,3 +257,31 @@ func TestRunWithholds(t *testing.T) {
 		}
 	}
 }
+
+// FuzzWatchdogEnv checks that any WATCHDOG_USEC/WATCHDOG_PID pair yields either no
+// watchdog or a positive timeout equal to the decimal value, and never panics.
+func FuzzWatchdogEnv(f *testing.F) {
+	self := strconv.Itoa(os.Getpid())
+	for _, seed := range [][2]string{
+		{"30000000", ""}, {"30000000", self}, {"30000000", "1"}, {"0", ""}, {"-1", ""},
+		{"", self}, {"1e6", ""}, {" 5", ""}, {"+5", ""}, {"9223372036854775807", ""},
+		{"9223372036854775", ""}, {"5", "x"}, {"5", "-" + self},
+	} {
+		f.Add(seed[0], seed[1])
+	}
+	f.Fuzz(func(t *testing.T, usec, pid string) {
+		got := watchdogFromEnv(discard(), usec, pid)
+		if got == 0 {
+			return
+		}
+		want, err := strconv.ParseInt(usec, 10, 64)
+		if err != nil || want <= 0 || got != time.Duration(want)*time.Microsecond {
+			t.Errorf("watchdogFromEnv(%q, %q) = %v, want 0 or %s µs", usec, pid, got, usec)
+		}
+		if pid != "" && pid != self {
+			if p, err := strconv.Atoi(pid); err != nil || p != os.Getpid() {
+				t.Errorf("watchdogFromEnv(%q, %q) = %v for a foreign pid", usec, pid, got)
+			}
+		}
+	})
+}
