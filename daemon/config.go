@@ -177,7 +177,7 @@ func DefaultConfig() Config {
 		Model: ModelConfig{
 			Kind:           "classification",
 			TopK:           5,
-			ScoreThreshold: 0.5,
+			ScoreThreshold: 0,
 			Normalize:      "0_1",
 			Std:            [3]float32{1, 1, 1},
 			Threads:        2,
@@ -221,18 +221,81 @@ func LoadConfig(path string) (Config, error) {
 	if err := decodeConfig(data, &cfg); err != nil {
 		return cfg, fmt.Errorf("cannot parse config %s: %w", path, err)
 	}
-	cfg.resolvePaths(filepath.Dir(path))
+	base, err := filepath.Abs(filepath.Dir(path))
+	if err != nil {
+		return cfg, fmt.Errorf("cannot resolve config directory: %w", err)
+	}
+	cfg.resolvePaths(base)
 	return cfg, nil
 }
 
 func decodeConfig(data []byte, cfg *Config) error {
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
+	var root yaml.Node
 	// An empty file (io.EOF) means "no overrides".
-	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+	if err := yaml.Unmarshal(data, &root); err != nil {
 		return err
 	}
-	return nil
+	if root.Kind == 0 {
+		return nil
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	err := dec.Decode(cfg)
+	if err == nil || errors.Is(err, io.EOF) {
+		return nil
+	}
+	// yaml says "line 7: cannot unmarshal !!str `lots` into int"; name the field too.
+	var te *yaml.TypeError
+	if !errors.As(err, &te) {
+		te = &yaml.TypeError{Errors: []string{err.Error()}}
+	}
+	msgs := make([]string, len(te.Errors))
+	for i, m := range te.Errors {
+		msgs[i] = m
+		var line int
+		if _, serr := fmt.Sscanf(m, "line %d:", &line); serr == nil {
+			if field := fieldAtLine(&root, line, ""); field != "" {
+				msgs[i] = "field " + field + ": " + m
+			}
+		}
+	}
+	return errors.New(strings.Join(msgs, "; "))
+}
+
+// fieldAtLine returns the dotted path of the mapping key on (or whose value is on) line.
+func fieldAtLine(n *yaml.Node, line int, path string) string {
+	switch n.Kind {
+	case yaml.DocumentNode:
+		for _, c := range n.Content {
+			if f := fieldAtLine(c, line, path); f != "" {
+				return f
+			}
+		}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			p := k.Value
+			if path != "" {
+				p = path + "." + k.Value
+			}
+			if f := fieldAtLine(v, line, p); f != "" {
+				return f
+			}
+			if k.Line == line || (v.Kind == yaml.ScalarNode && v.Line == line) {
+				return p
+			}
+		}
+	case yaml.SequenceNode:
+		for i, c := range n.Content {
+			if f := fieldAtLine(c, line, fmt.Sprintf("%s[%d]", path, i)); f != "" {
+				return f
+			}
+			if c.Kind == yaml.ScalarNode && c.Line == line {
+				return fmt.Sprintf("%s[%d]", path, i)
+			}
+		}
+	}
+	return ""
 }
 
 func (c *Config) resolvePaths(base string) {

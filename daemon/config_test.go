@@ -62,9 +62,9 @@ func TestLoadConfigErrors(t *testing.T) {
 		name, body, want string
 	}{
 		{"unknown field", "modle:\n  path: x\n", "field modle not found"},
-		{"wrong type", "queue:\n  max_jobs: lots\n", "max_jobs"},
-		{"bad size", "queue:\n  max_bytes: 12 parsecs\n", `unknown unit "parsecs"`},
-		{"bad duration", "worker:\n  job_timeout: soon\n", "job_timeout"},
+		{"wrong type", "queue:\n  max_jobs: lots\n", "field queue.max_jobs: line 2: cannot unmarshal"},
+		{"bad size", "queue:\n  max_bytes: 12 parsecs\n", `field queue.max_bytes: line 2: cannot parse size "12 parsecs": unknown unit "parsecs"`},
+		{"bad duration", "worker:\n  job_timeout: soon\n", "field worker.job_timeout: line 2"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

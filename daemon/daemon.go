@@ -170,6 +170,10 @@ func (d *Daemon) Open(ctx context.Context) error {
 		arch = d.watcher
 	}
 	d.worker = newWorker(q, &engineAdapter{eng}, arch, events, d.node, cfg.Worker.JobTimeout, cfg.Queue.MaxAttempts, d.now, d.log.With("component", "worker"))
+	d.worker.tmpDir = filepath.Join(cfg.StateDir, "tmp")
+	if err := os.MkdirAll(d.worker.tmpDir, 0o750); err != nil {
+		return fmt.Errorf("cannot create state_dir/tmp: %w", err)
+	}
 	d.worker.beat()
 
 	if cfg.ControlSocket != "" {
@@ -247,10 +251,15 @@ func (d *Daemon) openMQTT(ctx context.Context) error {
 func (d *Daemon) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	var wg sync.WaitGroup
+	// The broker connection outlives the other loops on the way out, so that results of
+	// the last job are still published and "stopped" replaces "online" in a clean
+	// disconnect; it has its own context, cancelled last.
+	netCtx, netCancel := context.WithCancel(context.Background())
+	defer netCancel()
+	var wg, netWG sync.WaitGroup
 	var firstErr error
 	var errOnce sync.Once
-	start := func(name string, run func(context.Context) error) {
+	start := func(wg *sync.WaitGroup, ctx context.Context, name string, run func(context.Context) error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -261,33 +270,52 @@ func (d *Daemon) Run(ctx context.Context) error {
 			}
 		}()
 	}
-	start("queue", d.q.Run)
-	start("worker", d.worker.Run)
-	if d.watcher != nil {
-		start("spool", d.watcher.Run)
-	}
 	if d.broker != nil {
-		start("broker", d.broker.Run)
+		start(&netWG, netCtx, "broker", d.broker.Run)
 	}
 	if d.client != nil {
-		start("mqtt", d.client.Run)
+		start(&netWG, netCtx, "mqtt", d.client.Run)
+	}
+	start(&wg, ctx, "queue", d.q.Run)
+	start(&wg, ctx, "worker", d.worker.Run)
+	if d.watcher != nil {
+		start(&wg, ctx, "spool", d.watcher.Run)
 	}
 	if d.control != nil {
-		start("control", d.control.Run)
+		start(&wg, ctx, "control", d.control.Run)
 	}
 	if d.cfg.Model.Reload {
-		start("model-watch", d.watchModel)
+		start(&wg, ctx, "model-watch", d.watchModel)
 	}
-	start("health", d.healthLoop)
-	start("watchdog", func(ctx context.Context) error { d.notify.Run(ctx, d.alive); return nil })
+	start(&wg, ctx, "health", d.healthLoop)
+	start(&wg, ctx, "watchdog", func(ctx context.Context) error { return d.notify.Run(ctx, d.alive) })
 
-	d.notify.Ready()
+	if err := d.notify.Ready(); err != nil {
+		d.log.Warn("cannot notify systemd", "err", err)
+	}
 	d.log.Info("inferq running", "node", d.node, "version", d.opts.Version)
 	<-ctx.Done()
-	d.notify.Stopping()
+	_ = d.notify.Stopping()
 	d.log.Info("inferq stopping")
 	wg.Wait()
+	if d.client != nil {
+		d.flushOutbox(2 * time.Second)
+		if err := d.client.Close(); err != nil {
+			d.log.Warn("cannot close mqtt cleanly", "err", err)
+		}
+	}
+	netCancel()
+	netWG.Wait()
 	return firstErr
+}
+
+// flushOutbox gives the publisher a moment to send what the last jobs wrote, while the
+// broker is connected. Anything left is sent after the next start.
+func (d *Daemon) flushOutbox(limit time.Duration) {
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) && d.client.Stats().Connected && d.q.Stats().Outbox > 0 {
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // alive is the watchdog's check: the daemon's own loops, not the engine's runs.
@@ -343,7 +371,7 @@ func (d *Daemon) healthLoop(ctx context.Context) error {
 		if d.client != nil {
 			d.client.SetHealth(mustHealthJSON(h))
 		}
-		d.notify.Status(fmt.Sprintf("%s: %d queued, %d leased, %d dead, outbox %d, %d done", h.Status, h.Queue.Depth, h.Queue.Leased, h.Queue.Dead, h.Outbox.Depth, h.Jobs.Done))
+		_ = d.notify.Status(fmt.Sprintf("%s: %d queued, %d leased, %d dead, outbox %d, %d done", h.Status, h.Queue.Depth, h.Queue.Leased, h.Queue.Dead, h.Outbox.Depth, h.Jobs.Done))
 		if key != lastKey && lastKey != "" {
 			d.log.Info("health changed", "status", h.Status, "problems", strings.Join(h.Problems, "; "))
 		}

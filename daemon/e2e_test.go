@@ -234,12 +234,18 @@ func TestEndToEnd(t *testing.T) {
 		}
 	}
 	// The failed directory holds the corrupt file and a sidecar saying why.
-	sidecar, err := os.ReadFile(filepath.Join(cfg.Spool.FailedDir, "broken.jpg.json"))
-	if err != nil {
-		entries, _ := os.ReadDir(cfg.Spool.FailedDir)
-		t.Fatalf("no sidecar for broken.jpg: %v (failed dir: %v)", err, entries)
+	sidecars, _ := filepath.Glob(filepath.Join(cfg.Spool.FailedDir, "spool", "*broken.jpg.json"))
+	if len(sidecars) != 1 {
+		t.Fatalf("sidecars for broken.jpg in the failed dir: %v, want one", sidecars)
 	}
-	if !bytes.Contains(sidecar, []byte("decode")) {
+	if _, err := os.Stat(strings.TrimSuffix(sidecars[0], ".json")); err != nil {
+		t.Errorf("the failed image itself is not beside its sidecar: %v", err)
+	}
+	sidecar, err := os.ReadFile(sidecars[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(sidecar, []byte("bad image")) {
 		t.Errorf("sidecar does not give the reason: %s", sidecar)
 	}
 	// The control API (what `inferq status` and `inferq dead` use) sees the same.
@@ -255,7 +261,7 @@ func TestEndToEnd(t *testing.T) {
 	if err := c.Do(context.Background(), "GET", "/v1/dead", nil, &dead); err != nil {
 		t.Fatal(err)
 	}
-	if len(dead) != 1 || !strings.Contains(dead[0].Reason, "decode") {
+	if len(dead) != 1 || !strings.Contains(dead[0].Reason, "bad image") {
 		t.Fatalf("dead list = %+v, want broken.jpg with its reason", dead)
 	}
 	var pr DeadResponse

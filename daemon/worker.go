@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -57,6 +58,7 @@ type worker struct {
 	maxAttempts int
 	now         func() time.Time
 	log         *slog.Logger
+	tmpDir      string // for staging inline images handed to the archiver
 
 	reload    atomic.Bool  // set to swap in a changed model before the next job
 	heartbeat atomic.Int64 // unix nanos of the loop's last sign of life
@@ -194,7 +196,7 @@ func (w *worker) process(ctx context.Context, l *queue.Lease) {
 		}
 	}
 	if err == nil {
-		w.finish(ctx, l, log, false, "", end)
+		w.finish(ctx, l, log, false, "")
 		topic := "results/" + job.Source
 		if aerr := w.q.Ack(ctx, l, queue.OutboxMsg{Topic: topic, Payload: payload},
 			queue.OutboxMsg{Topic: "events", Payload: eventJSON(EventMessage{Event: EventDone, JobID: job.ID, Node: w.node, Source: job.Source, At: end, Attempt: job.Attempt})}); aerr != nil {
@@ -220,7 +222,7 @@ func (w *worker) process(ctx context.Context, l *queue.Lease) {
 	}
 	msg.Status, msg.Error, msg.Permanent = StatusFailed, err.Error(), permanent
 	payload, _ = json.Marshal(msg) // Output is nil: strings, numbers and times only
-	w.finish(ctx, l, log, true, err.Error(), end)
+	w.finish(ctx, l, log, true, err.Error())
 	ev := EventMessage{Event: EventDead, JobID: job.ID, Node: w.node, Source: job.Source, At: end, Attempt: job.Attempt, Error: err.Error()}
 	if derr := w.q.Dead(ctx, l, err, queue.OutboxMsg{Topic: "results/" + job.Source, Payload: payload},
 		queue.OutboxMsg{Topic: "events", Payload: eventJSON(ev)}); derr != nil {
@@ -233,7 +235,7 @@ func (w *worker) process(ctx context.Context, l *queue.Lease) {
 
 // finish files a spool job's image into the done or failed directory before the queue
 // forgets the job. A crash in between only repeats the filing.
-func (w *worker) finish(ctx context.Context, l *queue.Lease, log *slog.Logger, failed bool, reason string, _ time.Time) {
+func (w *worker) finish(ctx context.Context, l *queue.Lease, log *slog.Logger, failed bool, reason string) {
 	name, ok := l.Job.Meta[metaSpoolFile]
 	if !ok || w.arch == nil {
 		return
@@ -241,12 +243,39 @@ func (w *worker) finish(ctx context.Context, l *queue.Lease, log *slog.Logger, f
 	o := spool.Outcome{ID: l.Job.ID, Source: l.Job.Source, Name: name, Failed: failed, Reason: reason, Attempts: l.Job.Attempt}
 	if p, ok := w.q.ImagePath(l); ok {
 		o.ImagePath = p
-	} else if img, err := w.q.Image(l); err == nil {
-		o.Image = img
+	} else {
+		// Small images live inside the queue's records; hand the archiver a file.
+		p, err := w.inlineToFile(l)
+		if err != nil {
+			log.Warn("cannot archive spool file", "err", err)
+			return
+		}
+		defer os.Remove(p)
+		o.ImagePath = p
 	}
 	if err := w.arch.Archive(ctx, o); err != nil {
 		log.Warn("cannot archive spool file", "err", err)
 	}
+}
+
+func (w *worker) inlineToFile(l *queue.Lease) (string, error) {
+	img, err := w.q.Image(l)
+	if err != nil {
+		return "", err
+	}
+	f, err := os.CreateTemp(w.tmpDir, "archive-*")
+	if err != nil {
+		return "", fmt.Errorf("cannot stage image for archive: %w", err)
+	}
+	_, err = f.Write(img)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return "", fmt.Errorf("cannot stage image for archive: %w", err)
+	}
+	return f.Name(), nil
 }
 
 func (w *worker) record(run time.Duration, end time.Time, f func(*WorkerStats)) {

@@ -129,7 +129,7 @@ func TestWorkerOutcomes(t *testing.T) {
 			StatusFailed, 2, false, "engine child crashed"},
 		{"NaN output cannot be published", 3,
 			func(int, []byte) (*infer.Result, error) {
-				return &infer.Result{Kind: "raw", Raw: []infer.RawTensor{{Name: "out", Values: []float32{float32(math.NaN())}}}}, nil
+				return &infer.Result{Kind: "raw", Raw: []infer.RawTensor{{Name: "out", Data: []float32{float32(math.NaN())}}}}, nil
 			}, StatusFailed, 1, true, "cannot encode model output as JSON"},
 	}
 	for _, tt := range tests {
