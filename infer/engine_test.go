@@ -248,3 +248,22 @@ func TestRunBadImages(t *testing.T) {
 		t.Fatalf("good image after bad ones: %v", err)
 	}
 }
+
+// TestDelegateFallbackInfo: a configured delegate that cannot load leaves the model on
+// the CPU, working, with the reason in ModelInfo.
+func TestDelegateFallbackInfo(t *testing.T) {
+	rt := needRuntime(t)
+	path := writeFile(t, t.TempDir(), "c.tflite", tflitegen.NewClassifierNet(16, 16, 4, 4, 3, 1).Model())
+	eng, err := OpenTFLite(context.Background(), rt, ModelConfig{Path: path, Delegate: "/nonexistent/libedgetpu.so.1", DelegateOptions: map[string]string{"device": "usb"}}, testLogger(t))
+	if err != nil {
+		t.Fatalf("got %v, want a CPU fallback", err)
+	}
+	defer eng.Close()
+	info := eng.Info()
+	if info.Delegate != "" || info.DelegateError == "" {
+		t.Fatalf("delegate %q delegate_error %q, want none and a reason", info.Delegate, info.DelegateError)
+	}
+	if _, err := eng.Run(context.Background(), encodePNG(t, solid(16, 16, color.White))); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -54,6 +54,12 @@ if [ "${FORCE:-0}" != 1 ] && [ -s "$dest/MANIFEST" ] && smoke 2>/dev/null; then
 	exit 0
 fi
 
+# DEST's usr/, lib/, lib64/ and etc/ are replaced below: refuse a directory that holds
+# anything but an earlier closure (e.g. / or a home directory given by mistake).
+if [ -n "$(ls -A "$dest")" ] && [ ! -e "$dest/MANIFEST" ] && [ ! -d "$dest/.apt" ] && [ ! -d "$dest/.stage" ]; then
+	die "$dest is not empty and holds no earlier runtime (no MANIFEST): give an empty or new directory"
+fi
+
 command -v apt-get >/dev/null || die "apt-get is required (Debian or a derivative)"
 command -v dpkg >/dev/null || die "dpkg is required"
 [ -r "$KEYRING" ] || die "Debian archive keyring $KEYRING not found (install debian-archive-keyring)"
