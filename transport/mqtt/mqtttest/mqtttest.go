@@ -8,6 +8,20 @@
 //
 // When Mosquitto is not installed the test is skipped, or fails when the
 // environment variable INFERQ_REQUIRE_EXTERNAL is "1" (make test and CI set it).
+//
+// Typical use:
+//
+//	b := mqtttest.Start(t, mqtttest.Options{})          // anonymous, tcp://127.0.0.1:<port>
+//	cfg.Brokers = []string{b.URL()}
+//	sub := b.Subscribe(t, "-t", "inferq/box1/#", "-q", "1") // Debian's mosquitto_sub -v
+//	b.Publish(t, "-t", "inferq/box1/ingest/cam1", "-q", "1", "-f", "img.jpg")
+//	sub.WaitFor(t, "inferq/box1/available online", 10*time.Second)
+//	b.Stop(); b.Start()  // or b.Restart(); b.Kill() for kill -9
+//
+// With passwords: Options{Users: map[string]string{"inferq": "secret"}}.
+// With TLS: certs := mqtttest.GenerateCerts(t) and
+// Options{TLS: &mqtttest.TLS{CAFile: certs.CAFile, CertFile: certs.ServerCertFile,
+// KeyFile: certs.ServerKeyFile, RequireClientCert: true}}, then b.TLSURL().
 package mqtttest
 
 import (
