@@ -61,6 +61,10 @@ bench: build test-deps
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./... | tee $(CACHE)/bench.txt
 
 demo: build tflite-runtime
+	@mkdir -p .cache/demo/spool/door
+	@echo "inferq demo: drop JPEG/PNG files into .cache/demo/spool/ (or .cache/demo/spool/door/, priority 5),"
+	@echo "  e.g. cp testdata/images/red.jpg .cache/demo/spool/ ; watch results with"
+	@echo "  mosquitto_sub -p 18830 -t 'inferq/#' -v   or   ./bin/inferq status --config configs/demo.yaml"
 	./bin/inferq run --config configs/demo.yaml
 
 deb: build

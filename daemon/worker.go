@@ -204,7 +204,7 @@ func (w *worker) process(ctx context.Context, l *queue.Lease) {
 			return
 		}
 		w.record(end.Sub(start), end, func(s *WorkerStats) { s.Done++ })
-		log.Debug("job done", "run_ms", msg.Timings.RunMS)
+		log.Info("job done", "run_ms", msg.Timings.RunMS, "top", topOf(res))
 		return
 	}
 
@@ -329,4 +329,18 @@ func (w *worker) snapshot() workerSnapshot {
 		s.P50, s.P90, s.P99 = pick(0.50), pick(0.90), pick(0.99)
 	}
 	return s
+}
+
+// topOf is a short human summary of a result for the log line of a finished job.
+func topOf(r *infer.Result) string {
+	switch {
+	case r == nil:
+		return ""
+	case len(r.Classes) > 0:
+		return fmt.Sprintf("%s %.2f", r.Classes[0].Label, r.Classes[0].Score)
+	case len(r.Detections) > 0:
+		return fmt.Sprintf("%d detections, best %s %.2f", len(r.Detections), r.Detections[0].Label, r.Detections[0].Score)
+	default:
+		return r.Kind
+	}
 }
