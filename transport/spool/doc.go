@@ -32,7 +32,8 @@
 // claimed, and the claimed ones are retried every second; files still in
 // the spool wait there. Nothing is dropped.
 //
-// Refusals. Files over MaxFileSize, empty files, files outside the
+// Empty files are left alone until they have content. Refusals. Files
+// over MaxFileSize, files outside the
 // Extensions allow-list and files the sink refuses (ErrRefused) go to
 // FailedDir/<source>/<id>__<name> with a <...>.json Sidecar giving the
 // reason. Archive does the same for dead jobs and links done jobs into

@@ -502,6 +502,11 @@ func (w *Watcher) takeBatch(ctx context.Context, paths []string) {
 		}
 		delete(w.pending, path)
 		w.mu.Unlock()
+		if fi.Size() == 0 {
+			// Created but not written yet (or a writer slower than
+			// SettleTime): its next write event or a rescan brings it back.
+			continue
+		}
 		source, prio := w.sourceOf(path)
 		it := Item{ID: newID(), Source: source, Name: fi.Name(), Priority: prio, Size: fi.Size()}
 		if reason := w.check(fi); reason != "" {
@@ -555,9 +560,6 @@ func (w *Watcher) priority(source string) int {
 func (w *Watcher) check(fi os.FileInfo) string {
 	if w.cfg.MaxFileSize > 0 && fi.Size() > w.cfg.MaxFileSize {
 		return fmt.Sprintf("file too large: %d bytes > max_file_size %d", fi.Size(), w.cfg.MaxFileSize)
-	}
-	if fi.Size() == 0 {
-		return "empty file"
 	}
 	if len(w.cfg.Extensions) > 0 {
 		ext := strings.ToLower(filepath.Ext(fi.Name()))

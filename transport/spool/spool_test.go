@@ -218,6 +218,26 @@ func TestTakesFiles(t *testing.T) {
 	waitFor(t, "claim dir empty", 5*time.Second, func() bool { ents, _ := os.ReadDir(cfg.ClaimDir); return len(ents) == 0 })
 }
 
+// An empty file (created, not written yet) is left alone and taken once
+// its content arrives, however long that takes.
+func TestEmptyFileWaits(t *testing.T) {
+	cfg := testConfig(t)
+	sink := newStoreSink(t)
+	w := start(t, cfg, sink)
+	empty := filepath.Join(cfg.Dir, "slow.jpg")
+	write(t, empty, "")
+	write(t, filepath.Join(cfg.Dir, "marker.jpg"), "m")
+	waitFor(t, "marker", 10*time.Second, func() bool { return sink.count() == 1 })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	w.rescan(ctx)
+	if !exists(empty) || sink.count() != 1 || w.Stats().Refused != 0 {
+		t.Fatalf("empty file taken or refused")
+	}
+	write(t, empty, "finally")
+	waitFor(t, "the written file", 10*time.Second, func() bool { return sink.count() == 2 })
+}
+
 // Symlinks, FIFOs and sockets are never taken, followed or opened (a FIFO
 // opened for reading without O_NONBLOCK would hang the watcher).
 func TestIgnoresNonRegularFiles(t *testing.T) {
@@ -262,7 +282,7 @@ func TestIgnoresNonRegularFiles(t *testing.T) {
 	}
 }
 
-// Files over the size limit, empty files and files with another extension
+// Files over the size limit and files with another extension
 // go to the failed directory with a sidecar giving the reason.
 func TestRefused(t *testing.T) {
 	cfg := testConfig(t)
@@ -272,13 +292,11 @@ func TestRefused(t *testing.T) {
 	w := start(t, cfg, sink)
 	write(t, filepath.Join(cfg.Dir, "gate", "big.jpg"), strings.Repeat("x", 11))
 	write(t, filepath.Join(cfg.Dir, "notes.txt"), "hello")
-	write(t, filepath.Join(cfg.Dir, "empty.jpg"), "")
 	write(t, filepath.Join(cfg.Dir, "ok.png"), "png")
-	waitFor(t, "refusals", 10*time.Second, func() bool { return w.Stats().Refused == 3 && sink.count() == 1 })
+	waitFor(t, "refusals", 10*time.Second, func() bool { return w.Stats().Refused == 2 && sink.count() == 1 })
 	tests := []struct{ source, name, reason string }{
 		{"gate", "big.jpg", "file too large: 11 bytes > max_file_size 10"},
 		{"top", "notes.txt", `extension ".txt"`},
-		{"top", "empty.jpg", "empty file"},
 	}
 	for _, tt := range tests {
 		matches, _ := filepath.Glob(filepath.Join(cfg.FailedDir, tt.source, "*__"+tt.name+".json"))
