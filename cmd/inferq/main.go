@@ -5,6 +5,7 @@
 //	inferq dead list|retry|purge    dead-lettered jobs
 //	inferq reload                   reload the model file
 //	inferq config check|print FILE  validate or show a configuration
+//	inferq bench                    pipeline against raw engine runs, one run
 //	inferq version
 package main
 
@@ -55,6 +56,7 @@ commands:
   dead     list|retry|purge [--all | ID...]   manage dead-lettered jobs
   reload   swap in the model file's current content
   config   check|print|defaults [--config FILE]
+  bench    the whole pipeline against raw engine runs, side by side
   version  print the version
 `
 
@@ -75,6 +77,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runReload(ctx, rest, stdout)
 	case "config":
 		return runConfig(rest, stdout)
+	case "bench":
+		return runBench(ctx, rest, stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "inferq", version)
 		return nil
