@@ -24,9 +24,13 @@ func (s *spoolSink) Submit(ctx context.Context, it spool.Item) (bool, error) {
 		Meta:      map[string]string{metaSpoolFile: it.Name},
 		ImageFile: it.Path, Deadline: s.d.deadline(time.Time{}),
 	})
-	if errors.Is(err, queue.ErrFull) {
+	switch {
+	case errors.Is(err, queue.ErrFull):
 		s.d.pokeHealth()
 		return false, fmt.Errorf("%w: %w", spool.ErrQueueFull, err)
+	case errors.Is(err, queue.ErrInvalid):
+		// Retrying cannot help (say, metadata too large): file it as failed, with the reason.
+		return false, fmt.Errorf("%w: %w", spool.ErrRefused, err)
 	}
 	return res.Duplicate, err
 }
@@ -39,9 +43,12 @@ func (s *ingestSink) Submit(ctx context.Context, it mqtt.IngestItem) (bool, erro
 		ID: it.ID, Priority: it.Priority, Source: it.Source, Meta: it.Meta,
 		Image: it.Image, Deadline: s.d.deadline(it.Deadline),
 	})
-	if errors.Is(err, queue.ErrFull) {
+	switch {
+	case errors.Is(err, queue.ErrFull):
 		s.d.pokeHealth()
 		return false, fmt.Errorf("%w: %w", mqtt.ErrQueueFull, err)
+	case errors.Is(err, queue.ErrInvalid):
+		return false, fmt.Errorf("%w: %w", mqtt.ErrRefused, err)
 	}
 	return res.Duplicate, err
 }
