@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -265,5 +266,46 @@ func TestDelegateFallbackInfo(t *testing.T) {
 	}
 	if _, err := eng.Run(context.Background(), encodePNG(t, solid(16, 16, color.White))); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestQuantizedModel runs the fully uint8 color classifier (quantized MEAN, FC, SOFTMAX
+// kernels) and compares with the float computation on its dequantized weights.
+func TestQuantizedModel(t *testing.T) {
+	rt := needRuntime(t)
+	dir := t.TempDir()
+	net := tflitegen.NewQuantColorNet(32, 32)
+	path := writeFile(t, dir, "q.tflite", net.Model())
+	eng, err := OpenTFLite(context.Background(), rt, ModelConfig{Path: path, TopK: 9, Labels: writeFile(t, dir, "l", []byte(strings.Join(tflitegen.ColorLabels, "\n")))}, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close()
+	if in := eng.Info().Inputs[0]; in.Type != "uint8" || in.Scale == 0 {
+		t.Fatalf("input %+v, want quantized uint8", in)
+	}
+	for _, tc := range []struct {
+		c    color.RGBA
+		want string
+	}{{color.RGBA{230, 20, 20, 255}, "red"}, {color.RGBA{20, 20, 230, 255}, "blue"}, {color.RGBA{128, 128, 128, 255}, "gray"}, {color.RGBA{250, 250, 10, 255}, "yellow"}} {
+		c := tc.c
+		img := solid(32, 32, c)
+		res, err := eng.Run(context.Background(), encodePNG(t, img))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pix := make([]uint8, 0, 32*32*3)
+		for i := 0; i < len(img.Pix); i += 4 {
+			pix = append(pix, img.Pix[i], img.Pix[i+1], img.Pix[i+2])
+		}
+		want := net.Forward(pix)
+		if len(res.Classes) != 9 || res.Classes[0].Label != tc.want {
+			t.Fatalf("color %v: got %+v, want %s first", c, res.Classes, tc.want)
+		}
+		for _, cl := range res.Classes {
+			if d := math.Abs(float64(cl.Score - want[cl.Index])); d > 4.0/256 {
+				t.Errorf("color %v class %s: got %v want %v", c, cl.Label, cl.Score, want[cl.Index])
+			}
+		}
 	}
 }

@@ -108,6 +108,20 @@ func (g *Graph) ConstFloat(name string, data []float32, shape ...int) int32 {
 	return g.addTensor(name, TypeFloat32, nil, b, shape)
 }
 
+// ConstUint8 adds a quantized uint8 constant tensor.
+func (g *Graph) ConstUint8(name string, data []uint8, q *Quant, shape ...int) int32 {
+	return g.addTensor(name, TypeUInt8, q, append([]byte(nil), data...), shape)
+}
+
+// ConstInt32Q adds a quantized int32 constant tensor (a bias).
+func (g *Graph) ConstInt32Q(name string, data []int32, q *Quant, shape ...int) int32 {
+	b := make([]byte, 4*len(data))
+	for i, v := range data {
+		binary.LittleEndian.PutUint32(b[4*i:], uint32(v))
+	}
+	return g.addTensor(name, TypeInt32, q, b, shape)
+}
+
 // ConstInt32 adds an int32 constant tensor.
 func (g *Graph) ConstInt32(name string, data []int32, shape ...int) int32 {
 	b := make([]byte, 4*len(data))

@@ -3,7 +3,8 @@
 //	go run ./infer/tflite/tflitegen/cmd/tflitegen -models testdata/models -images testdata/images
 //
 // Models: demo.tflite + demo.labels (a 224×224 color classifier of realistic cost, about
-// 80 MFLOPs), demo_uint8.tflite (the same with uint8 input and output), detector.tflite
+// 80 MFLOPs), demo_uint8.tflite (the same with uint8 input and output),
+// demo_quant.tflite (a fully uint8 color classifier, labels demo.labels), detector.tflite
 // + detector.labels (an SSD-style detector ending in TFLite_Detection_PostProcess), and
 // tiny.tflite (hand-checkable; see tflitegen.Tiny). Images: small JPEG/PNG/GIF samples and
 // bad inputs for trying the daemon by hand. Output is deterministic.
@@ -50,6 +51,7 @@ func run(models, images string) error {
 			"demo.tflite":       demo.Model(),
 			"demo.labels":       []byte(strings.Join(tflitegen.ColorLabels, "\n") + "\n"),
 			"demo_uint8.tflite": q.Model(),
+			"demo_quant.tflite": tflitegen.NewQuantColorNet(224, 224).Model(),
 			"detector.tflite":   det.Model(),
 			"detector.labels":   []byte("red\ngreen\nblue\n"),
 			"tiny.tflite":       tflitegen.Tiny(),

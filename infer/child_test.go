@@ -1,0 +1,69 @@
+package infer
+
+import (
+	"bytes"
+	"context"
+	"encoding/gob"
+	"errors"
+	"io"
+	"log/slog"
+	"testing"
+)
+
+// FuzzServeChild feeds arbitrary bytes to the child's request decoder: it must return
+// (an error or nil), never panic or hang.
+func FuzzServeChild(f *testing.F) {
+	var buf bytes.Buffer
+	enc := gob.NewEncoder(&buf)
+	if err := enc.Encode(&request{Op: opRun, Image: []byte("x")}); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(buf.Bytes())
+	f.Add([]byte{})
+	f.Add([]byte{0xff, 0x00, 0x13})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		_ = ServeChildWith(context.Background(), bytes.NewReader(data), io.Discard, nil, func(context.Context, RuntimeConfig, ModelConfig, *slog.Logger) (Engine, error) {
+			return nil, newErr(ErrRuntimeMissing, false, nil, "fuzz")
+		})
+	})
+}
+
+// TestServeChildProtocol drives ServeChild in process: a run before any open, an unknown
+// request, an open that fails; each gets an error response and the loop goes on.
+func TestServeChildProtocol(t *testing.T) {
+	inR, inW := io.Pipe()
+	outR, outW := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		done <- ServeChildWith(context.Background(), inR, outW, nil, func(context.Context, RuntimeConfig, ModelConfig, *slog.Logger) (Engine, error) {
+			return nil, badModel(nil, "no such model")
+		})
+	}()
+	enc, dec := gob.NewEncoder(inW), gob.NewDecoder(outR)
+	tests := []struct {
+		req       request
+		kind      error
+		permanent bool
+	}{
+		{request{Op: opRun, Image: []byte("img")}, ErrClosed, false},
+		{request{Op: "explode"}, ErrEngine, false},
+		{request{Op: opOpen, Model: ModelConfig{Path: "m"}}, ErrBadModel, true},
+	}
+	for _, tc := range tests {
+		if err := enc.Encode(&tc.req); err != nil {
+			t.Fatal(err)
+		}
+		var resp response
+		if err := dec.Decode(&resp); err != nil {
+			t.Fatal(err)
+		}
+		err := resp.Err.toError()
+		if !errors.Is(err, tc.kind) || IsPermanent(err) != tc.permanent {
+			t.Fatalf("%s: got %v, want %v (permanent %v)", tc.req.Op, err, tc.kind, tc.permanent)
+		}
+	}
+	inW.Close()
+	if err := <-done; err != nil {
+		t.Fatalf("ServeChild after EOF: %v", err)
+	}
+}
