@@ -249,8 +249,8 @@ func TestCrashKill9(t *testing.T) {
 	acked := map[string]bool{}     // Ack returned
 	published := map[string]bool{} // outbox row published (then deleted)
 	history := map[string][]string{}
-	leases := map[string]int{}     // leases reported per job
-	var ackOrder []string          // ids in the order their Ack returned
+	leases := map[string]int{} // leases reported per job
+	var ackOrder []string      // ids in the order their Ack returned
 	totalOps := 0
 	for round := 0; round < rounds; round++ {
 		fromReady := rng.IntN(5) != 0
@@ -353,16 +353,25 @@ func poisonChild() int {
 	q, err := Open(o)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "open:", err)
+		ents, _ := os.ReadDir(o.Dir + "/db")
+		for _, e := range ents {
+			fi, _ := e.Info()
+			fmt.Fprintln(os.Stderr, e.Name(), fi.Size())
+		}
 		return 1
 	}
 	rep := &reporter{}
-	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-	defer cancel()
-	l, err := q.Lease(ctx)
-	if err != nil {
+	if q.Stats().ReadyTotal == 0 {
 		rep.say("EMPTY")
 		q.Close()
 		return 0
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	l, err := q.Lease(ctx)
+	if err != nil {
+		rep.say("X lease: %v", err)
+		return 1
 	}
 	rep.say("L %s %d", l.Job.ID, l.Job.Attempt)
 	if l.Job.ID == "poison" {

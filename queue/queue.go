@@ -114,6 +114,10 @@ func Open(opts Options) (*Queue, error) {
 		return nil, fmt.Errorf("cannot create queue dir: %w", err)
 	}
 	bo := opts.badgerOptions()
+	if err := q.removeEmptyLogFiles(bo.Dir); err != nil {
+		close(q.flushDone)
+		return nil, err
+	}
 	db, err := badger.Open(bo)
 	if err != nil {
 		close(q.flushDone)
@@ -256,6 +260,35 @@ func (q *Queue) load(atOpen bool) (map[string]struct{}, error) {
 		}
 	}
 	return blobs, nil
+}
+
+// removeEmptyLogFiles removes zero-length memtable (.mem) and value-log
+// (.vlog) files. Badger deletes such a file by truncating it to zero and then
+// unlinking it; a kill between the two leaves an empty file that makes the
+// next badger.Open fail ("Create a new file"). An empty file holds no data.
+func (q *Queue) removeEmptyLogFiles(dir string) error {
+	ents, err := os.ReadDir(dir)
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("cannot list queue database dir: %w", err)
+	}
+	for _, e := range ents {
+		name := e.Name()
+		if !strings.HasSuffix(name, ".mem") && !strings.HasSuffix(name, ".vlog") {
+			continue
+		}
+		fi, err := e.Info()
+		if err != nil || !fi.Mode().IsRegular() || fi.Size() != 0 {
+			continue
+		}
+		if err := os.Remove(filepath.Join(dir, name)); err != nil {
+			return fmt.Errorf("cannot remove empty log file: %w", err)
+		}
+		q.log.Warn("queue removed an empty log file left by an interrupted delete", "file", name)
+	}
+	return nil
 }
 
 // removeOrphans deletes blob files no record refers to and temp files left by

@@ -619,3 +619,25 @@ func TestOpenFailsCleanly(t *testing.T) {
 		t.Fatalf("Open with empty options: got %v, want an error naming dir", err)
 	}
 }
+
+func TestOpenAfterInterruptedLogDelete(t *testing.T) {
+	dir := t.TempDir()
+	o := testOptions(t, dir, nil)
+	q, err := Open(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustEnqueue(t, q, NewJob{ID: "a"})
+	q.Close()
+	// Badger deletes a log file by truncating it, then unlinking it; a kill
+	// in between leaves empty files like these.
+	for _, name := range []string{"00007.mem", "000009.vlog"} {
+		if err := os.WriteFile(filepath.Join(dir, "db", name), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	q = mustOpen(t, o)
+	if l := poll(t, q); l == nil || l.Job.ID != "a" {
+		t.Fatalf("after reopen: got %+v, want job a", l)
+	}
+}
