@@ -16,6 +16,8 @@
 //   - A run past its context deadline is cancelled inside TFLite at the deadline
 //     (TfLiteInterpreterCancel) and, if the child does not answer within the kill grace,
 //     the child is killed and restarted; either way Run returns a transient error.
+//   - With SupervisorConfig.MaxChildRSS set, a child whose resident memory grows past it
+//     (a leak) is replaced between jobs; the job that ran is not affected.
 //   - Reload loads and warms up the new model in a new child before swapping; if that
 //     fails the old model keeps serving and Reload returns the error.
 //   - The daemon process never loads the TFLite library; only the child does (on

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -34,7 +35,11 @@ type SupervisorConfig struct {
 	// KillGrace is how long past a run's deadline the child may take to report its own
 	// cancellation before it is killed (default 500ms).
 	KillGrace time.Duration
-	Logger    *slog.Logger
+	// MaxChildRSS, when > 0, bounds the child's resident memory in bytes: after a run
+	// that leaves the child above it (a leak in the runtime or a delegate), the child is
+	// replaced before the next job. 0 disables the check.
+	MaxChildRSS int64
+	Logger      *slog.Logger
 }
 
 // SupervisorStats are counters for health reporting.
@@ -45,6 +50,7 @@ type SupervisorStats struct {
 	Timeouts       uint64    `json:"timeouts"`        // runs past their deadline
 	Reloads        uint64    `json:"reloads"`         // successful reloads
 	ReloadFailures uint64    `json:"reload_failures"` // reloads that kept the old model
+	Recycles       uint64    `json:"recycles"`        // children replaced for exceeding MaxChildRSS
 	LastError      string    `json:"last_error,omitempty"`
 	LastErrorAt    time.Time `json:"last_error_at,omitzero"`
 	ChildPID       int       `json:"child_pid"` // 0 when no child runs
@@ -166,7 +172,48 @@ func (s *Supervisor) Run(ctx context.Context, image []byte) (*Result, error) {
 	if resp.Result == nil {
 		return nil, newErr(ErrEngine, false, nil, "child sent no result")
 	}
+	s.checkRSS(ctx, c)
 	return resp.Result, nil
+}
+
+// checkRSS replaces the child when it holds more memory than MaxChildRSS.
+func (s *Supervisor) checkRSS(ctx context.Context, c *child) {
+	if s.cfg.MaxChildRSS <= 0 {
+		return
+	}
+	rss, err := processRSS(c.pid())
+	if err != nil || rss <= s.cfg.MaxChildRSS {
+		return
+	}
+	s.logger.Warn("engine child exceeds max_child_rss, replacing it", "child_pid", c.pid(), "rss", rss, "max_child_rss", s.cfg.MaxChildRSS)
+	s.mu.Lock()
+	if s.cur == c {
+		s.cur = nil
+		s.stats.ChildPID = 0
+	}
+	s.stats.Recycles++
+	s.mu.Unlock()
+	c.stop(2 * time.Second)
+	if _, err := s.restart(context.WithoutCancel(ctx)); err != nil {
+		s.logger.Error("cannot restart engine child", "err", err)
+	}
+}
+
+// processRSS reads a process's resident set size from /proc.
+func processRSS(pid int) (int64, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/statm", pid))
+	if err != nil {
+		return 0, err
+	}
+	f := strings.Fields(string(data))
+	if len(f) < 2 {
+		return 0, fmt.Errorf("cannot parse /proc/%d/statm", pid)
+	}
+	pages, err := strconv.ParseInt(f[1], 10, 64)
+	if err != nil {
+		return 0, err
+	}
+	return pages * int64(os.Getpagesize()), nil
 }
 
 // restart starts a replacement child for the current model configuration.

@@ -221,3 +221,31 @@ func TestNewSupervisorConfigErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestSupervisorRecyclesOnRSS: a child over MaxChildRSS is replaced between jobs.
+func TestSupervisorRecyclesOnRSS(t *testing.T) {
+	rt := needRuntime(t)
+	path := writeFile(t, t.TempDir(), "c.tflite", tflitegen.NewClassifierNet(16, 16, 4, 4, 3, 1).Model())
+	s, err := NewSupervisor(SupervisorConfig{
+		Command: []string{testExe(t)}, Env: []string{childEnv + "=1"}, Runtime: rt,
+		Model: ModelConfig{Path: path}, MaxChildRSS: 1 << 20, Logger: testLogger(t), // any child is above 1 MiB
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	img := encodePNG(t, noiseImage(16, 16, 1))
+	pid := s.Stats().ChildPID
+	for i := range 2 {
+		if _, err := s.Run(context.Background(), img); err != nil {
+			t.Fatalf("run %d: %v", i, err)
+		}
+	}
+	st := s.Stats()
+	if st.Recycles != 2 || st.Restarts != 2 || st.ChildPID == pid || st.ChildPID == 0 {
+		t.Fatalf("stats %+v, want 2 recycles and a new child", st)
+	}
+}
