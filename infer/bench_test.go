@@ -24,14 +24,14 @@ type benchModel struct {
 
 func benchModels() []benchModel {
 	return []benchModel{
-		{"classifier_f32_80mflop", KindClassification, func() []byte { return tflitegen.NewColorClassifier(224, 224, 16, 160).Model() }, tflitegen.ColorLabels},
+		{"classifier_f32_80mflop", KindClassification, func() []byte { return tflitegen.NewColorClassifier(224, 224, 16, 160).Model() }, tflitegen.ColorLabels()},
 		{"classifier_uint8io_80mflop", KindClassification, func() []byte {
 			n := tflitegen.NewColorClassifier(224, 224, 16, 160)
 			n.InputQuant = &tflitegen.Quant{Scale: 1.0 / 255}
 			n.OutputQuant = &tflitegen.Quant{Scale: 1.0 / 256}
 			return n.Model()
-		}, tflitegen.ColorLabels},
-		{"classifier_full_uint8", KindClassification, func() []byte { return tflitegen.NewQuantColorNet(224, 224).Model() }, tflitegen.ColorLabels},
+		}, tflitegen.ColorLabels()},
+		{"classifier_full_uint8", KindClassification, func() []byte { return tflitegen.NewQuantColorNet(224, 224).Model() }, tflitegen.ColorLabels()},
 		{"classifier_f32_1000classes", KindClassification, func() []byte { return tflitegen.NewClassifierNet(224, 224, 16, 160, 1000, 1).Model() }, nil},
 		{"detector_ssd_postprocess", KindDetection, func() []byte {
 			return tflitegen.NewColorDetector(300, 300, [][4]float32{{0.25, 0.25, 0.5, 0.5}, {0.75, 0.75, 0.5, 0.5}, {0.5, 0.5, 0.6, 0.6}}, 8).Model()

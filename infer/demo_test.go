@@ -19,7 +19,7 @@ func TestColorClassifier(t *testing.T) {
 		t.Fatalf("demo model costs %d FLOPs, want about 80M", f)
 	}
 	path := writeFile(t, dir, "demo.tflite", net.Model())
-	labels := writeFile(t, dir, "demo.labels", []byte(strings.Join(tflitegen.ColorLabels, "\n")+"\n"))
+	labels := writeFile(t, dir, "demo.labels", []byte(strings.Join(tflitegen.ColorLabels(), "\n")+"\n"))
 	eng, err := OpenTFLite(context.Background(), rt, ModelConfig{Path: path, Labels: labels, TopK: 2}, testLogger(t))
 	if err != nil {
 		t.Fatal(err)

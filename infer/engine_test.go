@@ -276,7 +276,7 @@ func TestQuantizedModel(t *testing.T) {
 	dir := t.TempDir()
 	net := tflitegen.NewQuantColorNet(32, 32)
 	path := writeFile(t, dir, "q.tflite", net.Model())
-	eng, err := OpenTFLite(context.Background(), rt, ModelConfig{Path: path, TopK: 9, Labels: writeFile(t, dir, "l", []byte(strings.Join(tflitegen.ColorLabels, "\n")))}, testLogger(t))
+	eng, err := OpenTFLite(context.Background(), rt, ModelConfig{Path: path, TopK: 9, Labels: writeFile(t, dir, "l", []byte(strings.Join(tflitegen.ColorLabels(), "\n")))}, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}

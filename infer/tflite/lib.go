@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"unsafe"
 
 	"github.com/ebitengine/purego"
@@ -28,11 +27,13 @@ var (
 )
 
 // DefaultNames are the library names tried, in order, when Open is given no path.
-var DefaultNames = []string{
-	"libtensorflowlite_c.so",
-	"libtensorflowlite_c.so.2",
-	"libtensorflow-lite.so.2.14.1",
-	"libtensorflow-lite.so",
+func DefaultNames() []string {
+	return []string{
+		"libtensorflowlite_c.so",
+		"libtensorflowlite_c.so.2",
+		"libtensorflow-lite.so.2.14.1",
+		"libtensorflow-lite.so",
+	}
 }
 
 // status values of TfLiteStatus.
@@ -82,23 +83,14 @@ type Library struct {
 	fExtDelegateDelete             func(d uintptr)
 }
 
-var (
-	openMu   sync.Mutex
-	openLibs = map[string]*Library{}
-)
-
 // Open loads the TFLite C library at path, or, when path is empty, the first of
-// DefaultNames that the dynamic loader finds. Loading the same path twice returns the same
-// *Library. The error says every place tried and how to get the library.
+// DefaultNames that the dynamic loader finds. Opening a library again is cheap (the
+// loader keeps it mapped once). The error says every place tried and how to get the
+// library.
 func Open(path string) (*Library, error) {
-	openMu.Lock()
-	defer openMu.Unlock()
-	if l, ok := openLibs[path]; ok {
-		return l, nil
-	}
 	candidates := []string{path}
 	if path == "" {
-		candidates = DefaultNames
+		candidates = DefaultNames()
 	}
 	var tried []string
 	var handle uintptr
@@ -129,7 +121,6 @@ func Open(path string) (*Library, error) {
 	if abs, err := filepath.Abs(used); err == nil && strings.Contains(used, "/") {
 		l.path = abs
 	}
-	openLibs[path] = l
 	return l, nil
 }
 

@@ -1,7 +1,9 @@
 package tflitegen
 
-// ColorLabels are the classes of NewColorClassifier, in order.
-var ColorLabels = []string{"red", "green", "blue", "yellow", "cyan", "magenta", "white", "black", "gray"}
+// ColorLabels are the classes of NewColorClassifier and NewQuantColorNet, in order.
+func ColorLabels() []string {
+	return []string{"red", "green", "blue", "yellow", "cyan", "magenta", "white", "black", "gray"}
+}
 
 var colorProtos = [][3]float32{
 	{1, 0, 0}, {0, 1, 0}, {0, 0, 1}, {1, 1, 0}, {0, 1, 1}, {1, 0, 1}, {1, 1, 1}, {0, 0, 0}, {0.5, 0.5, 0.5},
@@ -14,7 +16,7 @@ var colorProtos = [][3]float32{
 // gain·(2·m·p_k − |p_k|²), i.e. −gain·|m − p_k|² up to a constant: the softmax favours
 // the prototype color nearest to the mean color.
 func NewColorClassifier(h, w, c1, c2 int) *ClassifierNet {
-	n := &ClassifierNet{H: h, W: w, C1: c1, C2: c2, Classes: len(ColorLabels)}
+	n := &ClassifierNet{H: h, W: w, C1: c1, C2: c2, Classes: len(colorProtos)}
 	n.Conv1W = make([]float32, c1*27)
 	n.Conv1B = make([]float32, c1)
 	n.DWW = make([]float32, 9*c1)

@@ -49,7 +49,7 @@ func run(models, images string) error {
 		}, 8)
 		files := map[string][]byte{
 			"demo.tflite":       demo.Model(),
-			"demo.labels":       []byte(strings.Join(tflitegen.ColorLabels, "\n") + "\n"),
+			"demo.labels":       []byte(strings.Join(tflitegen.ColorLabels(), "\n") + "\n"),
 			"demo_uint8.tflite": q.Model(),
 			"demo_quant.tflite": tflitegen.NewQuantColorNet(224, 224).Model(),
 			"detector.tflite":   det.Model(),
