@@ -9,7 +9,8 @@
 #   -o  output directory (default dist)
 #   -v  Debian version (default: from `git describe --tags --always`, else 0.1.0)
 #   -a  Debian architecture (default: from GOARCH, as `go env GOARCH` reports it)
-#   DEB_MAINTAINER in the environment sets the Maintainer field.
+#   DEB_MAINTAINER in the environment sets the Maintainer field; DEB_COMPRESS the
+#   dpkg-deb compressor (default xz; zstd builds about 20 times faster, 30% larger).
 #
 # Prints the path of the package. Needs dpkg-deb, gzip and, for -b default, go. No root
 # needed: every file in the package is owned by root:root (--root-owner-group); the
@@ -27,7 +28,7 @@ outdir="$repo/dist"
 version=""
 arch=""
 
-usage() { sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 while getopts "b:g:c:o:v:a:h" opt; do
 	case "$opt" in
 	b) binary=$OPTARG ;;
@@ -134,6 +135,10 @@ install -d -m 0755 "$root/usr/share/lintian/overrides"
 		echo "# Go code calls none of the glibc functions _FORTIFY_SOURCE replaces."
 		echo "inferq: hardening-no-fortify-functions [usr/bin/inferq]"
 	fi
+	# A string inside github.com/eclipse/paho.mqtt.golang, not inferq's own.
+	if LC_ALL=C grep -aq incomming "$root/usr/bin/inferq"; then
+		echo "inferq: spelling-error-in-binary incomming incoming [usr/bin/inferq]"
+	fi
 } >"$root/usr/share/lintian/overrides/inferq"
 chmod 0644 "$root/usr/share/lintian/overrides/inferq"
 
@@ -185,5 +190,5 @@ find "$root" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
 
 mkdir -p "$outdir"
 deb="$outdir/inferq_${version}_${arch}.deb"
-dpkg-deb --root-owner-group -Zxz --build "$root" "$deb" >/dev/null
+dpkg-deb --root-owner-group -Z"${DEB_COMPRESS:-xz}" --build "$root" "$deb" >/dev/null
 echo "$deb"
