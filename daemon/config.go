@@ -80,8 +80,11 @@ type ModelConfig struct {
 	Reload bool `yaml:"reload"`
 }
 
-// RuntimeConfig says where the TFLite runtime is.
+// RuntimeConfig says which runtime runs the model and where it is.
 type RuntimeConfig struct {
+	// Engine is tflite (a .tflite file) or tensorflow (a SavedModel directory; needs a
+	// binary built with -tags tensorflow and libtensorflow).
+	Engine string `yaml:"engine"`
 	// Library is the TFLite C library to dlopen (for example libtensorflowlite_c.so).
 	Library string `yaml:"library"`
 	// Dir is a runtime closure made by packaging/fetch-tflite-runtime.sh: the engine child
@@ -173,7 +176,8 @@ func DefaultConfig() Config {
 			DedupeWindow: 24 * time.Hour,
 			SmallDevice:  true,
 		},
-		Worker: WorkerConfig{JobTimeout: 30 * time.Second},
+		Worker:  WorkerConfig{JobTimeout: 30 * time.Second},
+		Runtime: RuntimeConfig{Engine: "tflite"},
 		Model: ModelConfig{
 			Kind:           "classification",
 			TopK:           5,
@@ -366,9 +370,14 @@ func (c *Config) Validate() error {
 	if c.Worker.JobTimeout >= q.LeaseTimeout {
 		bad("worker.job_timeout", c.Worker.JobTimeout, "must be shorter than queue.lease_timeout")
 	}
+	switch c.Runtime.Engine {
+	case "tflite", "tensorflow":
+	default:
+		bad("runtime.engine", strconv.Quote(c.Runtime.Engine), "must be tflite or tensorflow")
+	}
 	m := c.Model
 	if m.Path == "" {
-		bad("model.path", `""`, "must name a .tflite model file")
+		bad("model.path", `""`, "must name a .tflite model file (or a SavedModel directory with runtime.engine tensorflow)")
 	}
 	switch m.Kind {
 	case "classification", "detection", "raw":

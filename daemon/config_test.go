@@ -121,6 +121,7 @@ func TestValidateNamesFieldAndValue(t *testing.T) {
 		{"ingest priority", func(c *Config) { c.MQTT.Ingest.SourcePriority = map[string]int{"cam": -1} }, "mqtt.ingest.source_priority.cam = -1"},
 		{"missing labels", func(c *Config) { c.Model.Labels = "/nonexistent/labels.txt" }, `model.labels = "/nonexistent/labels.txt": cannot be read: no such file or directory`},
 		{"log level", func(c *Config) { c.Log.Level = "loud" }, `log.level = "loud"`},
+		{"engine", func(c *Config) { c.Runtime.Engine = "onnx" }, `runtime.engine = "onnx"`},
 		{"health", func(c *Config) { c.Health.Interval = time.Millisecond }, "health.interval = 1ms"},
 		{"spool off skips spool checks", func(c *Config) { c.Spool.Enabled = false; c.Spool.Dir = ""; c.Model.Path = "" }, `model.path = ""`},
 	}

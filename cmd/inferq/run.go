@@ -36,7 +36,7 @@ func runDaemon(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	d, err := daemon.New(cfg, daemon.Options{
 		Version:       version,
-		EngineCommand: []string{exe, "engine-child"},
+		EngineCommand: []string{exe, "engine-child", "--engine", cfg.Runtime.Engine},
 		Logger:        log,
 	})
 	if err != nil {

@@ -1,0 +1,83 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/inferq/inferq/daemon"
+)
+
+func TestRunCommandLine(t *testing.T) {
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	if err := os.WriteFile(bad, []byte("model:\n  path: /m.tflite\n  threads: 0\nqueue:\n  max_jobs: -3\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name      string
+		args      []string
+		wantUsage bool
+		wantErr   string
+		wantOut   string
+	}{
+		{"no command", nil, true, "no command given", ""},
+		{"unknown", []string{"frobnicate"}, true, `unknown command "frobnicate"`, ""},
+		{"version", []string{"version"}, false, "", "inferq dev"},
+		{"help", []string{"help"}, false, "", "usage: inferq"},
+		{"run bad flag", []string{"run", "--nope"}, true, "flag provided but not defined", ""},
+		{"run missing config", []string{"run", "--config", "/nonexistent/inferq.yaml"}, false, "cannot read config", ""},
+		{"run invalid config", []string{"run", "--config", bad}, false, "queue.max_jobs = -3", ""},
+		{"config check names fields", []string{"config", "check", "--config", bad}, false, "model.threads = 0", ""},
+		{"config check demo", []string{"config", "check", "--config", "../../configs/demo.yaml"}, false, "", "demo.yaml: ok"},
+		{"config bad op", []string{"config", "frob"}, true, `config "frob"`, ""},
+		{"dead bad op", []string{"dead", "resurrect", "--socket", "/nonexistent.sock"}, true, `dead "resurrect"`, ""},
+		{"status without daemon", []string{"status", "--socket", filepath.Join(t.TempDir(), "none.sock")}, false, "cannot reach inferq (is it running?)", ""},
+		{"engine-child bad engine", []string{"engine-child", "--engine", "onnx"}, true, `--engine "onnx"`, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			err := run(context.Background(), tt.args, &out, &errOut)
+			if tt.wantErr == "" && err != nil {
+				t.Fatalf("run(%q) = %v", tt.args, err)
+			}
+			if tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
+				t.Fatalf("run(%q) = %v, want error containing %q", tt.args, err, tt.wantErr)
+			}
+			if got := errors.Is(err, errUsage); got != tt.wantUsage {
+				t.Errorf("run(%q): usage error = %v, want %v (exit code 2 vs 1)", tt.args, got, tt.wantUsage)
+			}
+			if !strings.Contains(out.String(), tt.wantOut) {
+				t.Errorf("run(%q) printed %q, want %q", tt.args, out.String(), tt.wantOut)
+			}
+		})
+	}
+}
+
+// `inferq config defaults` prints YAML that loads back to exactly the defaults.
+func TestConfigDefaultsRoundTrip(t *testing.T) {
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"config", "defaults"}, &out, &out); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "defaults.yaml")
+	if err := os.WriteFile(p, out.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got, err := daemon.LoadConfig(p)
+	if err != nil {
+		t.Fatalf("printed defaults do not load: %v\n%s", err, out.String())
+	}
+	// Compared as YAML: an empty list and a missing one are the same configuration.
+	gotY, _ := yaml.Marshal(got)
+	wantY, _ := yaml.Marshal(daemon.DefaultConfig())
+	if !bytes.Equal(gotY, wantY) {
+		t.Errorf("round trip differs:\n got %s\nwant %s", gotY, wantY)
+	}
+}
