@@ -7,7 +7,7 @@
 #   -g  build the binary from this `go build` target instead (e.g. ./cmd/inferq)
 #   -c  the configuration installed as /etc/inferq/inferq.yaml (default configs/inferq.yaml)
 #   -o  output directory (default dist)
-#   -v  Debian version (default: from `git describe --tags --always`, else 0.1.0)
+#   -v  Debian version (default: from `git describe --tags`, see below)
 #   -a  Debian architecture (default: from GOARCH, as `go env GOARCH` reports it)
 #   DEB_MAINTAINER in the environment sets the Maintainer field; DEB_COMPRESS the
 #   dpkg-deb compressor (default xz; zstd builds about 20 times faster, 30% larger).
@@ -46,18 +46,20 @@ shift $((OPTIND - 1))
 die() { echo "build-deb: $*" >&2; exit 1; }
 command -v dpkg-deb >/dev/null || die "dpkg-deb not found (Debian package dpkg)"
 
-# Version: v1.2.3 -> 1.2.3; v1.2.3-4-gabc1234 -> 1.2.3+4.gabc1234; no tag (only a
-# commit id) -> 0.1.0~git<commit count>.<id>, which sorts below the first release.
+# Version from `git describe --tags`: v1.2.3 -> 1.2.3; v1.2.3-4-gabc1234 ->
+# 1.2.3+4.gabc1234. Without a tag, 0.1.0~git<commit count>.g<id>, which sorts below
+# the first release; outside git, 0.1.0.
 git_in_repo() { git -C "$repo" "$@" 2>/dev/null; }
 if [ -z "$version" ]; then
-	desc=$(git_in_repo describe --tags --always || true)
-	if [ -z "$desc" ]; then
-		version=0.1.0
-	elif [[ $desc =~ ^v?([0-9][0-9A-Za-z.+~]*)(-([0-9]+)-(g[0-9a-f]+))?$ ]]; then
+	if desc=$(git_in_repo describe --tags); then
+		[[ $desc =~ ^v?([0-9][0-9A-Za-z.+~]*)(-([0-9]+)-(g[0-9a-f]+))?$ ]] ||
+			die "tag-based version \"$desc\" is not usable; pass -v"
 		version=${BASH_REMATCH[1]}
 		[ -z "${BASH_REMATCH[3]}" ] || version+="+${BASH_REMATCH[3]}.${BASH_REMATCH[4]}"
+	elif id=$(git_in_repo rev-parse --short HEAD); then
+		version="0.1.0~git$(git_in_repo rev-list --count HEAD).g$id"
 	else
-		version="0.1.0~git$(git_in_repo rev-list --count HEAD).${desc}"
+		version=0.1.0
 	fi
 fi
 [[ $version =~ ^[0-9][0-9A-Za-z.+~-]*$ ]] || die "invalid version \"$version\" (-v)"

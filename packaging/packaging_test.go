@@ -495,3 +495,84 @@ func sum(t *testing.T, path string) string {
 	}
 	return fmt.Sprintf("%x", sha256.Sum256(b))
 }
+
+// TestVersion runs build-deb.sh from a copy of the packaging files in a scratch
+// repository, to check the version it derives from git in each state.
+func TestVersion(t *testing.T) {
+	tool(t, "dpkg-deb")
+	gitTool := tool(t, "git")
+	repo := t.TempDir()
+	for _, f := range []string{"packaging/build-deb.sh", "packaging/deb/postinst", "packaging/deb/prerm",
+		"packaging/deb/postrm", "packaging/deb/copyright", "packaging/deb/inferq.1",
+		"systemd/inferq.service", "systemd/inferq-gpu.conf", "systemd/sysusers.d/inferq.conf",
+		"systemd/tmpfiles.d/inferq.conf"} {
+		b, err := os.ReadFile(filepath.Join("..", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		dst := filepath.Join(repo, f)
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(dst, b, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bin := filepath.Join(repo, "inferq")
+	cfg := filepath.Join(repo, "inferq.yaml")
+	for path, content := range map[string]string{bin: "#!/bin/sh\n", cfg: "node: test\n"} {
+		if err := os.WriteFile(path, []byte(content), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	git := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command(gitTool, append([]string{"-C", repo, "-c", "user.name=t", "-c", "user.email=t@example.org",
+			"-c", "commit.gpgsign=false", "-c", "tag.gpgsign=false"}, args...)...)
+		cmd.Env = append(os.Environ(), "GIT_CONFIG_GLOBAL=/dev/null", "GIT_CONFIG_NOSYSTEM=1")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	commit := func() { git("add", "-A"); git("commit", "-q", "--allow-empty", "-m", "c") }
+	version := func() (string, error) {
+		cmd := exec.Command(filepath.Join(repo, "packaging/build-deb.sh"), "-b", bin, "-c", cfg, "-o", filepath.Join(repo, "dist"))
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			return "", fmt.Errorf("%w: %s", err, stderr.String())
+		}
+		return strings.Split(filepath.Base(strings.TrimSpace(string(out))), "_")[1], nil
+	}
+
+	tests := []struct {
+		name    string
+		setup   func()
+		want    func() string // "" wants an error
+		wantErr string
+	}{
+		{"outside git", func() {}, func() string { return "0.1.0" }, ""},
+		{"untagged", func() { git("init", "-q"); commit() },
+			func() string { return "0.1.0~git1.g" + git("rev-parse", "--short", "HEAD") }, ""},
+		{"tag on HEAD", func() { git("tag", "v1.2.3") }, func() string { return "1.2.3" }, ""},
+		{"commits after tag", func() { commit(); commit() },
+			func() string { return "1.2.3+2.g" + git("rev-parse", "--short", "HEAD") }, ""},
+		{"unusable tag", func() { git("tag", "release-x") }, nil, `tag-based version "release-x" is not usable; pass -v`},
+	}
+	for _, tt := range tests { // in order: each case builds on the previous state
+		tt.setup()
+		got, err := version()
+		if tt.want == nil {
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("%s: version %q, error %v; want error %q", tt.name, got, err, tt.wantErr)
+			}
+			continue
+		}
+		if want := tt.want(); err != nil || got != want {
+			t.Errorf("%s: version %q (error %v), want %q", tt.name, got, err, want)
+		}
+	}
+}
