@@ -90,6 +90,9 @@ func TestSupervisorDeadlineCancelsInChild(t *testing.T) {
 	rt := needRuntime(t)
 	path := writeFile(t, t.TempDir(), "slow.tflite", tflitegen.NewClassifierNet(640, 640, 32, 256, 10, 2).Model())
 	s := newTestSupervisor(t, rt, ModelConfig{Path: path, Threads: 1})
+	// A grace far longer than any cancellation takes, so a loaded machine cannot turn
+	// the child's own cancel into a kill: this test is about behaviour, not speed.
+	s.cfg.KillGrace = time.Minute
 	if err := s.Open(context.Background()); err != nil {
 		t.Fatal(err)
 	}
