@@ -41,7 +41,7 @@ vet:
 
 # INFERQ_REQUIRE_EXTERNAL=1 turns every "Mosquitto/TFLite missing" skip into a failure,
 # and any test that skips anyway fails the run: make test never passes by skipping.
-test: test-deps fmt-check vet
+test: test-deps fmt-check tidy-check vet
 	@mkdir -p $(CACHE)
 	INFERQ_REQUIRE_EXTERNAL=1 $(GO) test -race -count=1 -timeout 30m -v ./... > $(CACHE)/test.log 2>&1 \
 		|| { grep -E '^(--- FAIL|FAIL|panic:|ok )|_test.go:[0-9]+:' $(CACHE)/test.log | head -200; \
@@ -67,8 +67,9 @@ demo: build tflite-runtime
 	@echo "  mosquitto_sub -p 18830 -t 'inferq/#' -v   or   ./bin/inferq status --config configs/demo.yaml"
 	./bin/inferq run --config configs/demo.yaml
 
-deb: build
-	./packaging/build-deb.sh
+# A PIE, bind-now build with the version stamped in, packaged with dpkg-deb into dist/.
+deb:
+	./packaging/build-deb.sh -g ./cmd/inferq
 
 clean:
 	rm -rf bin dist

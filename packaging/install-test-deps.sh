@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Debian packages inferq's tests use as real components: Mosquitto (broker
-# and clients), openssl (TLS test certificates), and systemd (systemd-analyze verify).
+# and clients), openssl, systemd (systemd-analyze verify, security), dpkg and lintian (the .deb).
 # Idempotent: installs only what is missing. Needs root (or sudo) when something is missing.
 set -euo pipefail
 need=()
@@ -9,6 +9,7 @@ command -v mosquitto_pub >/dev/null 2>&1 || need+=(mosquitto-clients)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 command -v dpkg-deb >/dev/null 2>&1 || need+=(dpkg)
+command -v lintian >/dev/null 2>&1 || need+=(lintian)
 [ ${#need[@]} -eq 0 ] && exit 0
 sudo=""
 [ "$(id -u)" = 0 ] || sudo="sudo"
