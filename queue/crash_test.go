@@ -32,7 +32,13 @@ const (
 func TestMain(m *testing.M) {
 	switch os.Getenv(envChild) {
 	case "":
-		os.Exit(m.Run())
+		code := m.Run()
+		if bigDir != "" {
+			os.RemoveAll(bigDir)
+		}
+		os.Exit(code)
+	case "rss-fill", "rss-open":
+		os.Exit(rssChildMain(os.Getenv(envChild)))
 	case "crash":
 		os.Exit(crashChild())
 	case "poison":

@@ -170,9 +170,8 @@ func (q *Queue) eachDead(ids []string, fn func(b *batch, id string, rec *record)
 			return total, err
 		}
 		if b != nil {
-			<-b.done
-			if b.err != nil {
-				return total, b.err
+			if err := q.await(b); err != nil {
+				return total, err
 			}
 		}
 		total += n

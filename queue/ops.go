@@ -173,8 +173,7 @@ func (q *Queue) Enqueue(ctx context.Context, j NewJob) (EnqueueResult, error) {
 	}
 	res, b, err := q.enqueue(j.ID, rec, inline)
 	if b != nil {
-		<-b.done
-		err = b.err
+		err = q.await(b)
 	}
 	if rec.Blob != "" && (err != nil && b == nil || res.Duplicate) {
 		q.removeBlob(rec.Blob)
@@ -292,9 +291,8 @@ func (q *Queue) Lease(ctx context.Context) (*Lease, error) {
 			return nil, err
 		}
 		if b != nil {
-			<-b.done
-			if b.err != nil {
-				return nil, b.err
+			if err := q.await(b); err != nil {
+				return nil, err
 			}
 			if l != nil {
 				return l, nil
@@ -342,6 +340,12 @@ func (q *Queue) tryLease() (l *Lease, b *batch, wait <-chan struct{}, wake int64
 	if q.closed {
 		return nil, nil, nil, 0, ErrClosed
 	}
+	return q.leaseLocked(nil)
+}
+
+// leaseLocked leases the next ready job, writing into b (or the current
+// batch when b is nil). It returns the batch to await when it wrote anything.
+func (q *Queue) leaseLocked(b *batch) (l *Lease, _ *batch, wait <-chan struct{}, wake int64, err error) {
 	nowT := q.now()
 	now := nowT.UnixNano()
 	q.promoteLocked(now)
@@ -514,8 +518,38 @@ func (q *Queue) Ack(ctx context.Context, l *Lease, out ...OutboxMsg) error {
 	if err != nil {
 		return err
 	}
-	<-b.done
-	return b.err
+	return q.await(b)
+}
+
+// AckNext acks l like Ack and, in the same commit, leases the next ready
+// job, so a busy worker pays one fsync per job instead of two. The returned
+// lease is nil when no job was ready; the caller then blocks in Lease.
+func (q *Queue) AckNext(ctx context.Context, l *Lease, out ...OutboxMsg) (*Lease, error) {
+	if err := validOutbox(out); err != nil {
+		return nil, err
+	}
+	next, b, err := func() (*Lease, *batch, error) {
+		q.enter()
+		defer q.leave()
+		q.mu.Lock()
+		defer q.mu.Unlock()
+		b, err := q.ackLocked(l, out)
+		if err != nil {
+			return nil, nil, err
+		}
+		next, b2, _, _, err := q.leaseLocked(b)
+		if b2 != nil {
+			b = b2
+		}
+		return next, b, err
+	}()
+	if err != nil {
+		return nil, err
+	}
+	if err := q.await(b); err != nil {
+		return nil, err
+	}
+	return next, nil
 }
 
 func (q *Queue) ack(l *Lease, out []OutboxMsg) (*batch, error) {
@@ -523,6 +557,10 @@ func (q *Queue) ack(l *Lease, out []OutboxMsg) (*batch, error) {
 	defer q.leave()
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	return q.ackLocked(l, out)
+}
+
+func (q *Queue) ackLocked(l *Lease, out []OutboxMsg) (*batch, error) {
 	le, err := q.settle(l)
 	if err != nil {
 		return nil, err
@@ -570,8 +608,7 @@ func (q *Queue) Nack(ctx context.Context, l *Lease, cause error, out ...OutboxMs
 	if err != nil {
 		return false, err
 	}
-	<-b.done
-	return dead, b.err
+	return dead, q.await(b)
 }
 
 // Dead ends a leased job permanently: it goes to the dead set with cause as
@@ -584,8 +621,7 @@ func (q *Queue) Dead(ctx context.Context, l *Lease, cause error, out ...OutboxMs
 	if err != nil {
 		return err
 	}
-	<-b.done
-	return b.err
+	return q.await(b)
 }
 
 func (q *Queue) nack(l *Lease, cause error, out []OutboxMsg, permanent bool) (*batch, bool, error) {

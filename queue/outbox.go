@@ -61,8 +61,7 @@ func (q *Queue) OutboxAppend(ctx context.Context, msgs ...OutboxMsg) error {
 	if err != nil {
 		return err
 	}
-	<-b.done
-	return b.err
+	return q.await(b)
 }
 
 // OutboxPeek returns up to n of the oldest committed outbox rows, oldest first.
@@ -163,8 +162,7 @@ func (q *Queue) setAside(keys [][]byte) error {
 	if err != nil {
 		return err
 	}
-	<-b.done
-	return b.err
+	return q.await(b)
 }
 
 // dropOutboxRef marks seq deleted in the in-memory outbox order; false when
@@ -225,8 +223,7 @@ func (q *Queue) OutboxDelete(seqs ...uint64) error {
 	if err != nil || b == nil {
 		return err
 	}
-	<-b.done
-	return b.err
+	return q.await(b)
 }
 
 // OutboxNotify is signalled (capacity 1, never blocks the queue) after

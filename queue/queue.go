@@ -26,9 +26,8 @@ type Queue struct {
 	blobDir string
 
 	arriving  atomic.Int64  // operations about to join the current batch
-	kick      chan struct{} // wakes the flusher
+	kick      chan struct{} // wakes the leader of the current batch
 	closing   chan struct{} // closed by Close
-	flushDone chan struct{} // closed when the flusher has returned
 	outNotify chan struct{} // cap 1, signalled after outbox rows were committed
 	closeOnce sync.Once
 	closeErr  error
@@ -38,6 +37,7 @@ type Queue struct {
 	mu      sync.Mutex
 	closed  bool
 	cur     *batch
+	prevN   int           // operations in the last committed batch
 	readyCh chan struct{} // closed and replaced when a job becomes ready
 	st      memState
 }
@@ -70,7 +70,9 @@ type leaseEntry struct {
 // transaction, committed with one fsync.
 type batch struct {
 	txn     *badger.Txn
-	n       int   // operations that joined
+	n       int   // writes of operations that joined
+	waiters int   // operations waiting for the commit
+	led     bool  // a waiter leads (commits) the batch
 	entries int64 // Badger entries written
 	size    int64 // estimated bytes written
 	dirSync bool  // blob files were renamed into the blob dir
@@ -102,7 +104,6 @@ func Open(opts Options) (*Queue, error) {
 		blobDir:   filepath.Join(opts.Dir, "blobs"),
 		kick:      make(chan struct{}, 1),
 		closing:   make(chan struct{}),
-		flushDone: make(chan struct{}),
 		outNotify: make(chan struct{}, 1),
 		readyCh:   make(chan struct{}),
 	}
@@ -110,17 +111,14 @@ func Open(opts Options) (*Queue, error) {
 		q.jitter = func() float64 { return 0.8 + 0.4*rand.Float64() }
 	}
 	if err := os.MkdirAll(q.blobDir, 0o700); err != nil {
-		close(q.flushDone)
 		return nil, fmt.Errorf("cannot create queue dir: %w", err)
 	}
 	bo := opts.badgerOptions()
 	if err := q.removeEmptyLogFiles(bo.Dir); err != nil {
-		close(q.flushDone)
 		return nil, err
 	}
 	db, err := badger.Open(bo)
 	if err != nil {
-		close(q.flushDone)
 		return nil, fmt.Errorf("cannot open queue database %s: %w", bo.Dir, err)
 	}
 	q.db = db
@@ -130,17 +128,14 @@ func Open(opts Options) (*Queue, error) {
 	q.st.leases = make(map[string]*leaseEntry)
 	blobs, err := q.load(true)
 	if err != nil {
-		close(q.flushDone)
 		_ = db.Close()
 		return nil, err
 	}
 	if err := q.removeOrphans(blobs); err != nil {
-		close(q.flushDone)
 		_ = db.Close()
 		return nil, err
 	}
 	q.cur = q.newBatch()
-	go q.flusher()
 	q.log.Info("queue opened", "dir", opts.Dir, "jobs", q.st.jobs, "dead", q.st.dead,
 		"outbox", q.st.outCount, "bytes", q.st.bytes, "damaged", q.st.damaged)
 	return q, nil
@@ -323,11 +318,15 @@ func (q *Queue) newBatch() *batch {
 }
 
 // enter marks an operation about to join a batch; leave undoes it once the
-// operation has joined (or given up). The flusher commits early when nobody is
+// operation has joined (or given up). A batch leader commits early when nobody is
 // arriving.
 func (q *Queue) enter() { q.arriving.Add(1) }
 func (q *Queue) leave() {
 	q.arriving.Add(-1)
+	q.signal()
+}
+
+func (q *Queue) signal() {
 	select {
 	case q.kick <- struct{}{}:
 	default:
@@ -382,6 +381,7 @@ func (q *Queue) commitLocked() []func() {
 		}
 	}
 	b.txn.Discard()
+	q.prevN = b.waiters
 	q.cur = q.newBatch()
 	if err != nil {
 		b.err = fmt.Errorf("cannot commit queue batch: %w", err)
@@ -408,45 +408,54 @@ func runAll(fs []func()) {
 	}
 }
 
-// flusher commits the current batch once nobody else is about to join it or
-// the commit window has passed.
-func (q *Queue) flusher() {
-	defer close(q.flushDone)
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
+// await waits for b's commit and returns its outcome. The first waiter
+// leads: it commits b once as many operations have joined as joined the
+// previous batch and nobody else is about to join, or when the commit window
+// has passed. Concurrent callers thus share one fsync.
+func (q *Queue) await(b *batch) error {
+	q.mu.Lock()
+	lead := q.cur == b && !b.led
+	b.led = true
+	b.waiters++
+	q.mu.Unlock()
+	q.signal()
+	if lead {
+		q.lead(b)
+	}
+	<-b.done
+	return b.err
+}
+
+func (q *Queue) lead(b *batch) {
+	deadline := time.Now().Add(q.opts.CommitWindow)
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
 	for {
-		select {
-		case <-q.kick:
-		case <-q.closing:
-			q.mu.Lock()
+		q.mu.Lock()
+		if q.cur != b {
+			q.mu.Unlock() // committed by Close or by an operation that did not fit
+			return
+		}
+		wait := time.Until(deadline)
+		if wait <= 0 || q.arriving.Load() <= 0 && b.waiters >= q.prevN {
 			after := q.commitLocked()
-			q.cur.txn.Discard()
 			q.mu.Unlock()
 			runAll(after)
 			return
 		}
-		deadline := time.Now().Add(q.opts.CommitWindow)
-		for {
-			q.mu.Lock()
-			n := q.cur.n
-			q.mu.Unlock()
-			if n == 0 {
-				break
-			}
-			wait := time.Until(deadline)
-			if q.arriving.Load() <= 0 || wait <= 0 {
-				q.mu.Lock()
-				after := q.commitLocked()
-				q.mu.Unlock()
-				runAll(after)
-				break
-			}
+		q.mu.Unlock()
+		if timer == nil {
+			timer = time.NewTimer(wait)
+		} else {
 			timer.Reset(wait)
-			select {
-			case <-q.kick:
-				timer.Stop()
-			case <-timer.C:
-			}
+		}
+		select {
+		case <-q.kick:
+		case <-timer.C:
 		}
 	}
 }
@@ -466,9 +475,11 @@ func (q *Queue) Close() error {
 		}
 		q.mu.Lock()
 		q.closed = true
+		after := q.commitLocked()
+		q.cur.txn.Discard()
 		q.mu.Unlock()
+		runAll(after)
 		close(q.closing)
-		<-q.flushDone
 		if err := q.db.Close(); err != nil {
 			q.closeErr = fmt.Errorf("cannot close queue database: %w", err)
 		}

@@ -641,3 +641,30 @@ func TestOpenAfterInterruptedLogDelete(t *testing.T) {
 		t.Fatalf("after reopen: got %+v, want job a", l)
 	}
 }
+
+func TestAckNext(t *testing.T) {
+	q := mustOpen(t, testOptions(t, t.TempDir(), nil))
+	ctx := context.Background()
+	for _, id := range []string{"a", "b", "c"} {
+		mustEnqueue(t, q, NewJob{ID: id})
+	}
+	l := poll(t, q)
+	var got []string
+	for l != nil {
+		got = append(got, l.Job.ID)
+		next, err := q.AckNext(ctx, l, OutboxMsg{Topic: "results", Payload: []byte(l.Job.ID)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		l = next
+	}
+	if strings.Join(got, " ") != "a b c" {
+		t.Fatalf("AckNext chain: got %v, want a b c", got)
+	}
+	if st := q.Stats(); st.Outbox != 3 || st.ReadyTotal != 0 || st.Leased != 0 {
+		t.Fatalf("Stats: got %+v", st)
+	}
+	if _, err := q.AckNext(ctx, &Lease{Job: Job{ID: "a"}}); !errors.Is(err, ErrNotLeased) {
+		t.Fatalf("AckNext of a settled job: got %v, want ErrNotLeased", err)
+	}
+}

@@ -1,0 +1,393 @@
+package queue
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	badger "github.com/dgraph-io/badger/v4"
+)
+
+// Benchmarks report ops/s so figures read as rates; the baselines run in the
+// same invocation so they can be read as ratios.
+
+const benchImageSize = 512 // inline, like a thumbnail; large images are blob files
+
+func benchOptions(dir string) Options {
+	o := DefaultOptions(dir)
+	o.Logger = quietLogger()
+	return o
+}
+
+func reportRate(b *testing.B, n int) {
+	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "ops/s")
+}
+
+// runProducers calls op(i) for i in [0, n) from p goroutines.
+func runProducers(b *testing.B, p, n int, op func(i int) error) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, p)
+	for g := 0; g < p; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				if err := op(i); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		b.Fatal(err)
+	}
+}
+
+// BenchmarkEnqueue: durable Enqueue with group commit.
+func BenchmarkEnqueue(b *testing.B) {
+	for _, p := range []int{1, 16, 64} {
+		b.Run(fmt.Sprintf("producers=%d", p), func(b *testing.B) {
+			q, err := Open(benchOptions(b.TempDir()))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer q.Close()
+			img := make([]byte, benchImageSize)
+			ctx := context.Background()
+			b.ReportAllocs()
+			b.ResetTimer()
+			runProducers(b, p, b.N, func(i int) error {
+				_, err := q.Enqueue(ctx, NewJob{ID: "job-" + strconv.Itoa(i), Priority: i % 10, Source: "cam1", Image: img})
+				return err
+			})
+			reportRate(b, b.N)
+		})
+	}
+}
+
+// BenchmarkEnqueueBaselineSyncWrites: the same record and image written by a
+// Badger transaction per enqueue with SyncWrites (a commit and its fsync per
+// job; Badger itself may merge concurrent commits).
+func BenchmarkEnqueueBaselineSyncWrites(b *testing.B) {
+	for _, p := range []int{1, 16, 64} {
+		b.Run(fmt.Sprintf("producers=%d", p), func(b *testing.B) {
+			o := benchOptions(b.TempDir())
+			db, err := badger.Open(o.badgerOptions())
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer db.Close()
+			img := make([]byte, benchImageSize)
+			b.ReportAllocs()
+			b.ResetTimer()
+			runProducers(b, p, b.N, func(i int) error {
+				id := "job-" + strconv.Itoa(i)
+				rec := encodeRecord(&record{State: stReady, Priority: uint8(i % 10), Seq: uint64(i), EnqueuedAt: time.Now().UnixNano(),
+					Source: "cam1", Inline: true, ImageSize: benchImageSize})
+				return db.Update(func(txn *badger.Txn) error {
+					if _, err := txn.Get(idKey(pfxJob, id)); err != badger.ErrKeyNotFound {
+						return fmt.Errorf("dedupe lookup: %v", err)
+					}
+					if err := txn.Set(idKey(pfxJob, id), rec); err != nil {
+						return err
+					}
+					return txn.Set(idKey(pfxImage, id), img)
+				})
+			})
+			reportRate(b, b.N)
+		})
+	}
+}
+
+func fill(b *testing.B, q *Queue, n, producers int, prefix string) {
+	img := make([]byte, benchImageSize)
+	ctx := context.Background()
+	runProducers(b, producers, n, func(i int) error {
+		_, err := q.Enqueue(ctx, NewJob{ID: prefix + strconv.Itoa(i), Priority: i % 3, Source: "cam1", Image: img})
+		return err
+	})
+}
+
+// BenchmarkLeaseAck: one worker's durable cycle with one outbox row per job:
+// "lease+ack" is Lease then Ack (two commits per job), "acknext" is AckNext,
+// which commits one job's ack with the next job's lease (one commit per job).
+func BenchmarkLeaseAck(b *testing.B) {
+	for _, mode := range []string{"lease+ack", "acknext"} {
+		b.Run(mode, func(b *testing.B) {
+			q, err := Open(benchOptions(b.TempDir()))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer q.Close()
+			fill(b, q, b.N, 64, "job-")
+			ctx := context.Background()
+			payload := make([]byte, 300)
+			b.ReportAllocs()
+			b.ResetTimer()
+			var l *Lease
+			for i := 0; i < b.N; i++ {
+				if l == nil {
+					if l, err = q.Lease(ctx); err != nil {
+						b.Fatal(err)
+					}
+				}
+				out := OutboxMsg{Topic: "results/cam1", Payload: payload}
+				if mode == "acknext" {
+					l, err = q.AckNext(ctx, l, out)
+				} else {
+					err = q.Ack(ctx, l, out)
+					l = nil
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+			reportRate(b, b.N)
+		})
+	}
+}
+
+// BenchmarkLeaseAckBaselineSyncWrites: the same cycle as plain Badger
+// transactions with SyncWrites, without the queue (read and rewrite the
+// record; then delete it, write the done marker and the outbox row).
+func BenchmarkLeaseAckBaselineSyncWrites(b *testing.B) {
+	o := benchOptions(b.TempDir())
+	db, err := badger.Open(o.badgerOptions())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	wb := db.NewWriteBatch()
+	img := make([]byte, benchImageSize)
+	for i := 0; i < b.N; i++ {
+		id := "job-" + strconv.Itoa(i)
+		rec := encodeRecord(&record{State: stReady, Seq: uint64(i), Inline: true, ImageSize: benchImageSize})
+		if err := wb.Set(idKey(pfxJob, id), rec); err != nil {
+			b.Fatal(err)
+		}
+		if err := wb.Set(idKey(pfxImage, id), img); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := wb.Flush(); err != nil {
+		b.Fatal(err)
+	}
+	payload := make([]byte, 300)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		id := "job-" + strconv.Itoa(i)
+		err := db.Update(func(txn *badger.Txn) error {
+			item, err := txn.Get(idKey(pfxJob, id))
+			if err != nil {
+				return err
+			}
+			v, err := item.ValueCopy(nil)
+			if err != nil {
+				return err
+			}
+			r, err := decodeRecord(v)
+			if err != nil {
+				return err
+			}
+			r.State, r.Attempt = stLeased, r.Attempt+1
+			return txn.Set(idKey(pfxJob, id), encodeRecord(r))
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		err = db.Update(func(txn *badger.Txn) error {
+			if err := txn.Delete(idKey(pfxJob, id)); err != nil {
+				return err
+			}
+			if err := txn.Delete(idKey(pfxImage, id)); err != nil {
+				return err
+			}
+			if err := txn.SetEntry(badger.NewEntry(idKey(pfxDone, id), encodeDone(1)).WithTTL(time.Hour)); err != nil {
+				return err
+			}
+			row := encodeOutbox(&outboxRow{CreatedAt: 1, Topic: "results/cam1", Payload: payload})
+			return txn.Set(outboxKey(uint64(i), 1), row)
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	reportRate(b, b.N)
+}
+
+const bigQueue = 100_000
+
+var (
+	bigDirOnce sync.Once
+	bigDir     string
+	bigDirErr  error
+)
+
+// bigQueueDir returns a queue directory holding 100,000 queued jobs, filled
+// once per test binary run (removed by TestMain).
+func bigQueueDir(b *testing.B) string {
+	bigDirOnce.Do(func() {
+		bigDir, bigDirErr = os.MkdirTemp("", "inferq-queue-bench-")
+		if bigDirErr != nil {
+			return
+		}
+		var q *Queue
+		if q, bigDirErr = Open(benchOptions(bigDir)); bigDirErr != nil {
+			return
+		}
+		start := time.Now()
+		fill(b, q, bigQueue, 64, "job-")
+		b.Logf("filled %d jobs in %v", bigQueue, time.Since(start))
+		bigDirErr = q.Close()
+	})
+	if bigDirErr != nil {
+		b.Fatal(bigDirErr)
+	}
+	return bigDir
+}
+
+// BenchmarkReopen100k: Open (with recovery: scan, counters, orphan check)
+// and Close of a queue holding 100,000 jobs.
+func BenchmarkReopen100k(b *testing.B) {
+	dir := bigQueueDir(b)
+	b.ResetTimer()
+	var openTime time.Duration
+	for i := 0; i < b.N; i++ {
+		start := time.Now()
+		q, err := Open(benchOptions(dir))
+		if err != nil {
+			b.Fatal(err)
+		}
+		openTime += time.Since(start)
+		if got := q.Stats().ReadyTotal; got != bigQueue {
+			b.Fatalf("ReadyTotal: got %d, want %d", got, bigQueue)
+		}
+		if err := q.Close(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(openTime.Seconds()*1000/float64(b.N), "ms/open")
+}
+
+// BenchmarkRSS100k re-executes the test binary to measure resident memory
+// (from /proc/self/status) of a process that fills a fresh queue with
+// 100,000 jobs as fast as 16 producers can (peak: VmHWM), and of one that
+// opens that queue and runs 100 lease+ack cycles (VmRSS, and its anonymous
+// part: file-backed pages are Badger's mmapped tables, reclaimable), with and
+// without the small-device preset.
+func BenchmarkRSS100k(b *testing.B) {
+	for _, small := range []bool{true, false} {
+		b.Run(fmt.Sprintf("small_device=%v", small), func(b *testing.B) {
+			dir := b.TempDir()
+			var fill, open map[string]float64
+			for i := 0; i < b.N; i++ {
+				os.RemoveAll(filepath.Join(dir, "q"))
+				fill = rssChild(b, "fill", filepath.Join(dir, "q"), small)
+				open = rssChild(b, "open", filepath.Join(dir, "q"), small)
+			}
+			b.ReportMetric(fill["VmHWM"], "MB-fill-peak")
+			b.ReportMetric(open["VmRSS"], "MB-rss-open")
+			b.ReportMetric(open["RssAnon"], "MB-anon-open")
+			b.ReportMetric(open["HeapInuse"], "MB-goheap-open")
+		})
+	}
+}
+
+func rssChild(b *testing.B, mode, dir string, small bool) map[string]float64 {
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), envChild+"=rss-"+mode, envDir+"="+dir, envRound+"="+strconv.FormatBool(small))
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		b.Fatalf("rss child %s: %v", mode, err)
+	}
+	m := map[string]float64{}
+	for _, f := range strings.Fields(string(out)) {
+		k, v, ok := strings.Cut(f, "=")
+		if ok {
+			m[k], _ = strconv.ParseFloat(v, 64)
+		}
+	}
+	return m
+}
+
+func rssChildMain(mode string) int {
+	o := benchOptions(os.Getenv(envDir))
+	o.SmallDevice = os.Getenv(envRound) == "true"
+	q, err := Open(o)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	ctx := context.Background()
+	switch mode {
+	case "rss-fill":
+		img := make([]byte, benchImageSize)
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		for g := 0; g < 16; g++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := next.Add(1); i <= bigQueue; i = next.Add(1) {
+					if _, err := q.Enqueue(ctx, NewJob{ID: "job-" + strconv.FormatInt(i, 10), Priority: int(i % 3), Image: img}); err != nil {
+						fmt.Fprintln(os.Stderr, err)
+						os.Exit(1)
+					}
+				}
+			}()
+		}
+		wg.Wait()
+	case "rss-open":
+		for i := 0; i < 100; i++ {
+			l, err := q.Lease(ctx)
+			if err == nil {
+				err = q.Ack(ctx, l, OutboxMsg{Topic: "results/cam1", Payload: make([]byte, 300)})
+			}
+			if err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				return 1
+			}
+		}
+	}
+	st := q.Stats()
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), ":")
+		if ok && (k == "VmRSS" || k == "VmHWM" || k == "RssAnon" || k == "RssFile") {
+			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
+			fmt.Printf("%s=%.1f ", k, kb/1024)
+		}
+	}
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	fmt.Printf("HeapInuse=%.1f GoSys=%.1f ", float64(ms.HeapInuse)/(1<<20), float64(ms.Sys)/(1<<20))
+	fmt.Printf("jobs=%d\n", st.ReadyTotal)
+	q.Close()
+	return 0
+}
