@@ -121,6 +121,7 @@ put 0644 "$repo/systemd/inferq.service" /lib/systemd/system/inferq.service
 put 0644 "$repo/systemd/sysusers.d/inferq.conf" /usr/lib/sysusers.d/inferq.conf
 put 0644 "$repo/systemd/tmpfiles.d/inferq.conf" /usr/lib/tmpfiles.d/inferq.conf
 put 0644 "$repo/systemd/inferq-gpu.conf" /usr/share/doc/inferq/examples/inferq-gpu.conf
+put 0755 "$here/fetch-tflite-runtime.sh" /usr/lib/inferq/fetch-tflite-runtime
 put 0644 "$here/deb/copyright" /usr/share/doc/inferq/copyright
 install -d -m 0755 "$root/var/spool/inferq"
 install -d -m 0755 "$root/usr/share/man/man1"
@@ -185,7 +186,9 @@ Description: durable on-device inference queue for edge boxes
  outages: results wait on disk until the broker acknowledges them.
  .
  The TensorFlow Lite runtime is not included: install it from Debian where
- it is packaged, or point runtime.dir in /etc/inferq/inferq.yaml at a runtime.
+ it is packaged, or fetch Debian's build with its own libraries into a
+ directory with /usr/lib/inferq/fetch-tflite-runtime DIR and point runtime.dir
+ in /etc/inferq/inferq.yaml at it.
 EOF
 chmod 0644 "$root/DEBIAN/control"
 find "$root" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +

@@ -179,6 +179,7 @@ func TestDeb(t *testing.T) {
 			{"-rw-r--r--", "root/root", "/usr/share/doc/inferq/copyright"},
 			{"-rw-r--r--", "root/root", "/usr/share/doc/inferq/changelog.gz"},
 			{"-rw-r--r--", "root/root", "/usr/share/doc/inferq/examples/inferq-gpu.conf"},
+			{"-rwxr-xr-x", "root/root", "/usr/lib/inferq/fetch-tflite-runtime"},
 			{"-rw-r--r--", "root/root", "/usr/share/man/man1/inferq.1.gz"},
 			{"-rw-r--r--", "root/root", "/usr/share/lintian/overrides/inferq"},
 			{"drwxr-xr-x", "root/root", "/var/spool/inferq"},
@@ -356,7 +357,7 @@ func TestDeb(t *testing.T) {
 		if !bytes.Contains(unit, []byte(exec0)) {
 			t.Fatalf("unit has no %q", exec0)
 		}
-		unit = bytes.Replace(unit, []byte(exec0), []byte("\nExecStart="+filepath.Join(root, "usr/bin/inferq")+" "), 1)
+		unit = bytes.ReplaceAll(unit, []byte("=/usr/bin/inferq "), []byte("="+filepath.Join(root, "usr/bin/inferq")+" "))
 		dir := t.TempDir()
 		path := filepath.Join(dir, "inferq.service")
 		if err := os.WriteFile(path, unit, 0o644); err != nil {
@@ -498,7 +499,7 @@ func TestVersion(t *testing.T) {
 	tool(t, "dpkg-deb")
 	gitTool := tool(t, "git")
 	repo := t.TempDir()
-	for _, f := range []string{"packaging/build-deb.sh", "packaging/deb/postinst", "packaging/deb/prerm",
+	for _, f := range []string{"packaging/build-deb.sh", "packaging/fetch-tflite-runtime.sh", "packaging/deb/postinst", "packaging/deb/prerm",
 		"packaging/deb/postrm", "packaging/deb/copyright", "packaging/deb/inferq.1",
 		"systemd/inferq.service", "systemd/inferq-gpu.conf", "systemd/sysusers.d/inferq.conf",
 		"systemd/tmpfiles.d/inferq.conf"} {

@@ -44,6 +44,7 @@ func testableUnit(t *testing.T, dir string) string {
 		t.Fatalf("inferq.service has no %q line", exec)
 	}
 	unit = []byte(strings.Replace(string(unit), "\n"+exec, "\nExecStart=/bin/true ", 1))
+	unit = []byte(strings.Replace(string(unit), "\nExecReload=/usr/bin/inferq ", "\nExecReload=/bin/true ", 1))
 	path := filepath.Join(dir, "inferq.service")
 	if err := os.WriteFile(path, unit, 0o644); err != nil {
 		t.Fatal(err)
@@ -170,6 +171,7 @@ func TestUnitPolicy(t *testing.T) {
 		{"Service.NotifyAccess", "main"},
 		{"Service.WatchdogSec", "30"},
 		{"Service.ExecStart", "/usr/bin/inferq run --config /etc/inferq/inferq.yaml"},
+		{"Service.ExecReload", "/usr/bin/inferq reload --socket /run/inferq/control.sock"},
 		{"Service.Restart", "on-failure"},
 		{"Service.RestartSec", "2"},
 		{"Service.TimeoutStopSec", "30"},
