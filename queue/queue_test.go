@@ -668,3 +668,123 @@ func TestAckNext(t *testing.T) {
 		t.Fatalf("AckNext of a settled job: got %v, want ErrNotLeased", err)
 	}
 }
+
+func TestConcurrentProducersWorkerPublisher(t *testing.T) {
+	o := testOptions(t, t.TempDir(), nil)
+	o.CommitWindow = 2 * time.Millisecond
+	o.InlineMax = 100
+	q := mustOpen(t, o)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go q.Run(ctx)
+	const producers, perProducer = 8, 150
+	total := producers * perProducer
+	errc := make(chan error, producers+2)
+	for p := 0; p < producers; p++ {
+		go func() {
+			for i := 0; i < perProducer; i++ {
+				id := fmt.Sprintf("p%d-%d", p, i)
+				img := bytes.Repeat([]byte{byte(i)}, 50+i) // inline and blob files
+				if _, err := q.Enqueue(ctx, NewJob{ID: id, Priority: i % 10, Image: img}); err != nil {
+					errc <- err
+					return
+				}
+			}
+			errc <- nil
+		}()
+	}
+	published := make(map[string]int)
+	pubDone := make(chan struct{})
+	go func() { // publisher
+		defer close(pubDone)
+		for n := 0; n < total; {
+			select {
+			case <-q.OutboxNotify():
+			case <-time.After(5 * time.Millisecond):
+			}
+			rows, err := q.OutboxPeek(50)
+			if err != nil {
+				errc <- err
+				return
+			}
+			var seqs []uint64
+			for _, r := range rows {
+				published[string(r.Payload)]++
+				seqs = append(seqs, r.Seq)
+			}
+			if err := q.OutboxDelete(seqs...); err != nil {
+				errc <- err
+				return
+			}
+			n += len(rows)
+		}
+	}()
+	var l *Lease
+	var err error
+	for done := 0; done < total; done++ { // the worker
+		if l == nil {
+			if l, err = q.Lease(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		img, err := q.Image(l)
+		if err != nil || int64(len(img)) != l.Job.ImageSize {
+			t.Fatalf("Image(%s): %d bytes, %v", l.Job.ID, len(img), err)
+		}
+		if l, err = q.AckNext(ctx, l, OutboxMsg{Topic: "results", Payload: []byte(l.Job.ID)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for p := 0; p < producers; p++ {
+		if err := <-errc; err != nil {
+			t.Fatal(err)
+		}
+	}
+	<-pubDone
+	if len(published) != total {
+		t.Fatalf("published: got %d distinct results, want %d", len(published), total)
+	}
+	for id, n := range published {
+		if n != 1 {
+			t.Fatalf("result of %s published %d times", id, n)
+		}
+	}
+	if st := q.Stats(); st.ReadyTotal != 0 || st.Leased != 0 || st.Outbox != 0 || st.Bytes != 0 {
+		t.Fatalf("Stats at the end: got %+v", st)
+	}
+}
+
+func TestRunPromotesAndStops(t *testing.T) {
+	clk := newFakeClock()
+	o := testOptions(t, t.TempDir(), clk)
+	o.GCInterval = time.Millisecond
+	o.LeaseTimeout = time.Minute
+	q := mustOpen(t, o)
+	mustEnqueue(t, q, NewJob{ID: "a"})
+	if l := poll(t, q); l == nil {
+		t.Fatal("no job")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- q.Run(ctx) }()
+	clk.Advance(2 * time.Minute)
+	// Only Run's ticker looks at the lease now (Lease and Stats would too).
+	for start := time.Now(); ; time.Sleep(5 * time.Millisecond) {
+		q.mu.Lock()
+		leased, ready := len(q.st.leases), len(q.st.ready[0])
+		q.mu.Unlock()
+		if leased == 0 && ready == 1 {
+			break
+		}
+		if time.Since(start) > 10*time.Second {
+			t.Fatalf("Run did not return the expired lease: %d leased, %d ready", leased, ready)
+		}
+	}
+	if l := poll(t, q); l == nil || l.Job.ID != "a" || l.Job.Attempt != 2 {
+		t.Fatalf("after lease expiry: got %+v", l)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: got %v, want nil after cancel", err)
+	}
+}
