@@ -16,6 +16,9 @@
 // that kills the process ends in the dead set after MaxAttempts instead of
 // crash-looping. Open releases every lease of a previous process.
 //
+// A worker that calls AckNext instead of Ack then Lease gets its ack and the
+// next job's lease in one commit: one fsync per job.
+//
 // Atomicity: Ack, Nack and Dead store the job's new state and its outbox rows
 // in one transaction, so a result is never lost nor written for a job that
 // will run again. Outbox rows keep their order and are removed only by
@@ -28,6 +31,9 @@
 //
 // Damage: a record that cannot be decoded is moved aside under a separate
 // prefix, logged and counted in Stats.Damaged; it never stops the queue.
+// Open also removes the empty Badger log files that a kill during Badger's
+// own file deletion leaves behind and that would otherwise stop Badger from
+// opening.
 //
 // Concurrency: all methods are safe for concurrent use. Open acquires and
 // recovers, Run runs the timers (lease expiry, retry wake-ups, value-log GC)
