@@ -295,14 +295,21 @@ func BenchmarkReopen100k(b *testing.B) {
 // part: file-backed pages are Badger's mmapped tables, reclaimable), with and
 // without the small-device preset.
 func BenchmarkRSS100k(b *testing.B) {
-	for _, small := range []bool{true, false} {
-		b.Run(fmt.Sprintf("small_device=%v", small), func(b *testing.B) {
+	for _, c := range []struct {
+		small    bool
+		memLimit string // GOMEMLIMIT of the child; "" for none
+	}{{true, ""}, {false, ""}, {true, "48MiB"}} {
+		name := fmt.Sprintf("small_device=%v", c.small)
+		if c.memLimit != "" {
+			name += ",gomemlimit=" + c.memLimit
+		}
+		b.Run(name, func(b *testing.B) {
 			dir := b.TempDir()
 			var fill, open map[string]float64
 			for i := 0; i < b.N; i++ {
 				os.RemoveAll(filepath.Join(dir, "q"))
-				fill = rssChild(b, "fill", filepath.Join(dir, "q"), small)
-				open = rssChild(b, "open", filepath.Join(dir, "q"), small)
+				fill = rssChild(b, "fill", filepath.Join(dir, "q"), c.small, c.memLimit)
+				open = rssChild(b, "open", filepath.Join(dir, "q"), c.small, c.memLimit)
 			}
 			b.ReportMetric(fill["VmHWM"], "MB-fill-peak")
 			b.ReportMetric(open["VmRSS"], "MB-rss-open")
@@ -312,9 +319,12 @@ func BenchmarkRSS100k(b *testing.B) {
 	}
 }
 
-func rssChild(b *testing.B, mode, dir string, small bool) map[string]float64 {
+func rssChild(b *testing.B, mode, dir string, small bool, memLimit string) map[string]float64 {
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), envChild+"=rss-"+mode, envDir+"="+dir, envRound+"="+strconv.FormatBool(small))
+	if memLimit != "" {
+		cmd.Env = append(cmd.Env, "GOMEMLIMIT="+memLimit)
+	}
 	cmd.Stderr = os.Stderr
 	out, err := cmd.Output()
 	if err != nil {
