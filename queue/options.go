@@ -26,7 +26,8 @@ type Options struct {
 	GCInterval   time.Duration // value-log GC ticker in Run (default 5m)
 	SmallDevice  bool          // Badger preset for small devices (see DESIGN.md)
 	// OnExpired, when set, supplies outbox rows written in the same transaction
-	// that moves an expired job to the dead set.
+	// that moves an expired job to the dead set. It runs under the queue's lock:
+	// it must be quick and must not call the queue.
 	OnExpired func(Job) []OutboxMsg
 	Now       func() time.Time // clock, default time.Now
 	Logger    *slog.Logger     // default slog.Default()
