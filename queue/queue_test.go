@@ -793,3 +793,35 @@ func TestRunPromotesAndStops(t *testing.T) {
 		t.Fatalf("Run: got %v, want nil after cancel", err)
 	}
 }
+
+func TestFailedCommitReloadsState(t *testing.T) {
+	q := mustOpen(t, testOptions(t, t.TempDir(), nil))
+	ctx := context.Background()
+	mustEnqueue(t, q, NewJob{ID: "a"})
+	// An enqueue whose commit fails (as on a full disk): the batch's changes
+	// to memory must be undone by reloading from disk.
+	rec := &record{State: stReady, Priority: 5, Inline: true, ImageSize: 1}
+	_, b, err := q.enqueue("x", rec, []byte("1"))
+	if err != nil || b == nil {
+		t.Fatalf("enqueue: %v, %v", b, err)
+	}
+	q.mu.Lock()
+	b.failed = errors.New("injected write failure")
+	q.mu.Unlock()
+	if err := q.await(b); err == nil || !strings.Contains(err.Error(), "injected") {
+		t.Fatalf("await: got %v, want the injected failure", err)
+	}
+	if st := q.Stats(); st.ReadyTotal != 1 || st.Ready[5] != 0 {
+		t.Fatalf("Stats after failed commit: got %+v, want only job a", st)
+	}
+	if res, err := q.Enqueue(ctx, NewJob{ID: "x", Image: []byte("1")}); err != nil || res.Duplicate {
+		t.Fatalf("Enqueue(x) after failed commit: %+v, %v", res, err)
+	}
+	var got []string
+	for l := poll(t, q); l != nil; l = poll(t, q) {
+		got = append(got, l.Job.ID)
+	}
+	if strings.Join(got, " ") != "a x" {
+		t.Fatalf("leased: got %v, want a x", got)
+	}
+}
