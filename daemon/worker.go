@@ -22,7 +22,7 @@ type workQueue interface {
 	Lease(ctx context.Context) (*queue.Lease, error)
 	Image(l *queue.Lease) ([]byte, error)
 	ImagePath(l *queue.Lease) (string, bool)
-	Ack(ctx context.Context, l *queue.Lease, out ...queue.OutboxMsg) error
+	AckNext(ctx context.Context, l *queue.Lease, out ...queue.OutboxMsg) (*queue.Lease, error)
 	Nack(ctx context.Context, l *queue.Lease, cause error, out ...queue.OutboxMsg) (bool, error)
 	Dead(ctx context.Context, l *queue.Lease, cause error, out ...queue.OutboxMsg) error
 }
@@ -122,7 +122,15 @@ func (w *worker) Run(ctx context.Context) error {
 			}
 			continue
 		}
-		w.process(ctx, l)
+		// A finished job's ack and the next job's lease share one commit (one fsync per
+		// job) while work is waiting; a pending reload goes between the two jobs.
+		for l != nil && ctx.Err() == nil {
+			w.beat()
+			if w.reload.Swap(false) {
+				w.doReload(ctx)
+			}
+			l = w.process(ctx, l)
+		}
 	}
 }
 
@@ -152,7 +160,9 @@ func (w *worker) doReload(ctx context.Context) {
 	w.log.Info("model reloaded", "model", info.Name, "sha256", info.SHA256)
 }
 
-func (w *worker) process(ctx context.Context, l *queue.Lease) {
+// process runs one job and settles it; after a success it returns the next job's lease
+// when one was ready.
+func (w *worker) process(ctx context.Context, l *queue.Lease) *queue.Lease {
 	job := l.Job
 	start := w.now()
 	w.busySince.Store(start.UnixNano())
@@ -172,7 +182,7 @@ func (w *worker) process(ctx context.Context, l *queue.Lease) {
 	if ctx.Err() != nil {
 		// Shutting down: the run was cut short by us, not by the job. Leave the lease.
 		log.Info("job interrupted by shutdown; it runs again after restart")
-		return
+		return nil
 	}
 	end := w.now()
 	msg := ResultMessage{
@@ -198,14 +208,15 @@ func (w *worker) process(ctx context.Context, l *queue.Lease) {
 	if err == nil {
 		w.finish(ctx, l, log, false, "")
 		topic := "results/" + job.Source
-		if aerr := w.q.Ack(ctx, l, queue.OutboxMsg{Topic: topic, Payload: payload},
-			queue.OutboxMsg{Topic: "events", Payload: eventJSON(EventMessage{Event: EventDone, JobID: job.ID, Node: w.node, Source: job.Source, At: end, Attempt: job.Attempt})}); aerr != nil {
+		next, aerr := w.q.AckNext(ctx, l, queue.OutboxMsg{Topic: topic, Payload: payload},
+			queue.OutboxMsg{Topic: "events", Payload: eventJSON(EventMessage{Event: EventDone, JobID: job.ID, Node: w.node, Source: job.Source, At: end, Attempt: job.Attempt})})
+		if aerr != nil {
 			w.noteError(fmt.Errorf("cannot ack job %s: %w", job.ID, aerr))
-			return
+			return nil
 		}
 		w.record(end.Sub(start), end, func(s *WorkerStats) { s.Done++ })
 		log.Info("job done", "run_ms", msg.Timings.RunMS, "top", topOf(res))
-		return
+		return next
 	}
 
 	permanent := infer.IsPermanent(err) || errors.Is(err, queue.ErrImageCorrupt)
@@ -214,11 +225,11 @@ func (w *worker) process(ctx context.Context, l *queue.Lease) {
 		ev := EventMessage{Event: EventRetry, JobID: job.ID, Node: w.node, Source: job.Source, At: end, Attempt: job.Attempt, Error: err.Error()}
 		if _, nerr := w.q.Nack(ctx, l, err, queue.OutboxMsg{Topic: "events", Payload: eventJSON(ev)}); nerr != nil {
 			w.noteError(fmt.Errorf("cannot nack job %s: %w", job.ID, nerr))
-			return
+			return nil
 		}
 		w.record(end.Sub(start), end, func(s *WorkerStats) { s.Retried++ })
 		log.Warn("job failed, will retry", "err", err)
-		return
+		return nil
 	}
 	msg.Status, msg.Error, msg.Permanent = StatusFailed, err.Error(), permanent
 	payload, _ = json.Marshal(msg) // Output is nil: strings, numbers and times only
@@ -227,10 +238,11 @@ func (w *worker) process(ctx context.Context, l *queue.Lease) {
 	if derr := w.q.Dead(ctx, l, err, queue.OutboxMsg{Topic: "results/" + job.Source, Payload: payload},
 		queue.OutboxMsg{Topic: "events", Payload: eventJSON(ev)}); derr != nil {
 		w.noteError(fmt.Errorf("cannot dead-letter job %s: %w", job.ID, derr))
-		return
+		return nil
 	}
 	w.record(end.Sub(start), end, func(s *WorkerStats) { s.Dead++ })
 	log.Error("job dead", "err", err, "permanent", permanent)
+	return nil
 }
 
 // finish files a spool job's image into the done or failed directory before the queue
