@@ -8,17 +8,19 @@ type entry struct {
 	id  string
 }
 
-// seqHeap is a min-heap of entries by seq. Most pushes are at the tail (new
-// jobs), returns from leases and retries go back to their original place.
-type seqHeap []entry
+// before orders heap items: a.before(b) puts a nearer the top.
+type before[T any] interface{ before(T) bool }
 
-func (h *seqHeap) push(e entry) {
-	*h = append(*h, e)
+// minHeap is a binary min-heap of values ordered by their before method.
+type minHeap[T before[T]] []T
+
+func (h *minHeap[T]) push(x T) {
+	*h = append(*h, x)
 	s := *h
 	i := len(s) - 1
 	for i > 0 {
 		p := (i - 1) / 2
-		if s[p].seq <= s[i].seq {
+		if !s[i].before(s[p]) {
 			break
 		}
 		s[p], s[i] = s[i], s[p]
@@ -26,20 +28,21 @@ func (h *seqHeap) push(e entry) {
 	}
 }
 
-func (h *seqHeap) pop() entry {
+func (h *minHeap[T]) pop() T {
 	s := *h
 	top := s[0]
 	n := len(s) - 1
 	s[0] = s[n]
-	s[n] = entry{}
+	var zero T
+	s[n] = zero
 	s = s[:n]
 	i := 0
 	for {
 		l, r, m := 2*i+1, 2*i+2, i
-		if l < n && s[l].seq < s[m].seq {
+		if l < n && s[l].before(s[m]) {
 			m = l
 		}
-		if r < n && s[r].seq < s[m].seq {
+		if r < n && s[r].before(s[m]) {
 			m = r
 		}
 		if m == i {
@@ -51,6 +54,12 @@ func (h *seqHeap) pop() entry {
 	*h = s
 	return top
 }
+
+// seqHeap orders a priority's ready jobs by seq. Most pushes are at the tail (new jobs);
+// returns from leases and retries go back to their original place.
+type seqHeap = minHeap[entry]
+
+func (a entry) before(b entry) bool { return a.seq < b.seq }
 
 // delayedEntry is a job waiting for its retry time due (Unix ns).
 type delayedEntry struct {
@@ -59,48 +68,10 @@ type delayedEntry struct {
 	e    entry
 }
 
-// dueHeap is a min-heap of delayed jobs by due time.
-type dueHeap []delayedEntry
+// dueHeap orders delayed jobs by due time.
+type dueHeap = minHeap[delayedEntry]
 
-func (h *dueHeap) push(d delayedEntry) {
-	*h = append(*h, d)
-	s := *h
-	i := len(s) - 1
-	for i > 0 {
-		p := (i - 1) / 2
-		if s[p].due <= s[i].due {
-			break
-		}
-		s[p], s[i] = s[i], s[p]
-		i = p
-	}
-}
-
-func (h *dueHeap) pop() delayedEntry {
-	s := *h
-	top := s[0]
-	n := len(s) - 1
-	s[0] = s[n]
-	s[n] = delayedEntry{}
-	s = s[:n]
-	i := 0
-	for {
-		l, r, m := 2*i+1, 2*i+2, i
-		if l < n && s[l].due < s[m].due {
-			m = l
-		}
-		if r < n && s[r].due < s[m].due {
-			m = r
-		}
-		if m == i {
-			break
-		}
-		s[m], s[i] = s[i], s[m]
-		i = m
-	}
-	*h = s
-	return top
-}
+func (a delayedEntry) before(b delayedEntry) bool { return a.due < b.due }
 
 // outRef is an outbox row's place: its seq and creation time (both in its key).
 type outRef struct {
