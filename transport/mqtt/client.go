@@ -281,7 +281,10 @@ func (c *Client) connect(ctx context.Context) (*conn, error) {
 	o.SetKeepAlive(c.cfg.KeepAlive)
 	o.SetPingTimeout(c.cfg.ConnectTimeout)
 	o.SetConnectTimeout(c.cfg.ConnectTimeout)
-	o.SetWriteTimeout(c.cfg.PublishTimeout)
+	// paho's Publish waits up to WriteTimeout to hand a packet to its writer, and while
+	// a lost connection is being torn down nobody takes it: keep that wait short so a
+	// dropped connection is noticed in seconds, not after a batch of 30 s waits.
+	o.SetWriteTimeout(min(c.cfg.PublishTimeout, writeWait))
 	o.SetTLSConfig(tc)
 	o.SetBinaryWill(c.base+"available", []byte(Offline), 1, true)
 	if c.cfg.Username != "" {
@@ -417,11 +420,21 @@ func (c *Client) serve(ctx context.Context, cn *conn) {
 	}
 }
 
+// writeWait bounds how long one Publish may wait for paho's writer.
+const writeWait = 3 * time.Second
+
 // publishBatch sends rows at QoS 1 and deletes the prefix of rows whose
 // PUBACK came on this very connection. It reports whether all went well.
 func (c *Client) publishBatch(cn *conn, rows []OutboxRow) bool {
-	toks := make([]paho.Token, len(rows))
+	toks := make([]paho.Token, 0, len(rows))
+send:
 	for i, r := range rows {
+		if cn.isLost() {
+			// The rest waits for the next connection. Only rows[:len(toks)] are
+			// looked at below: a nil token there means a dropped row, not an unsent one.
+			break
+		}
+		toks = append(toks, nil)
 		if err := ValidateTopic(r.Topic); err != nil {
 			// A bad row would block the outbox forever: drop it loudly.
 			c.outboxErr(fmt.Errorf("outbox row %d has invalid topic %q: %w (dropped)", r.Seq, r.Topic, err))
@@ -429,6 +442,15 @@ func (c *Client) publishBatch(cn *conn, rows []OutboxRow) bool {
 			continue
 		}
 		toks[i] = cn.cl.Publish(c.base+r.Topic, 1, false, r.Payload)
+		select {
+		case <-toks[i].Done():
+			if toks[i].Error() != nil {
+				// Not handed to the writer (connection going down): stop sending; the
+				// loop below sees the error and nothing from here on is deleted.
+				break send
+			}
+		default:
+		}
 	}
 	timeout := time.NewTimer(c.cfg.PublishTimeout)
 	defer timeout.Stop()
