@@ -29,7 +29,11 @@ typedef struct TfLiteDelegate {
 static int fail_prepare(void* context, TfLiteDelegate* d) { return 1; }
 static TfLiteDelegate delegate = { NULL, fail_prepare, NULL, NULL, NULL, 0, NULL };
 TfLiteDelegate* tflite_plugin_create_delegate(char** keys, char** values, size_t n, void (*report)(const char*)) {
-  return MODE == 0 ? NULL : &delegate;
+  if (MODE == 0) {
+    if (report) report("fake: no accelerator found");
+    return NULL;
+  }
+  return &delegate;
 }
 void tflite_plugin_destroy_delegate(TfLiteDelegate* d) {}
 `
@@ -59,7 +63,7 @@ func TestDelegateRefusesOrFails(t *testing.T) {
 	tests := []struct {
 		name, mode, want string
 	}{
-		{"create returns NULL", "0", "refused to start"},
+		{"create returns NULL", "0", "refused to start (no device, or bad options []): fake: no accelerator found"},
 		{"prepare fails", "1", "cannot apply delegate"},
 	}
 	for _, tc := range tests {

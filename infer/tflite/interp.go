@@ -64,21 +64,12 @@ type Interpreter struct {
 	model    *Model
 	ptr      uintptr
 	opts     uintptr
-	delegate uintptr
+	delegate uintptr // the plugin's TfLiteDelegate*, 0 when running on the CPU
+	destroy  uintptr // the plugin's tflite_plugin_destroy_delegate
 	delErr   error
 	mu       sync.Mutex // guards ptr against Cancel racing Close
 	inputs   []*Tensor
 	outputs  []*Tensor
-}
-
-// externalDelegateOptions mirrors TfLiteExternalDelegateOptions (external_delegate.h).
-type externalDelegateOptions struct {
-	libPath *byte
-	count   int32
-	_       int32
-	keys    [256]*byte
-	values  [256]*byte
-	insert  uintptr
 }
 
 func cstring(s string) *byte {
@@ -99,7 +90,7 @@ func (l *Library) NewInterpreter(m *Model, opts Options) (*Interpreter, error) {
 	}
 	it := &Interpreter{lib: l, model: m}
 	if opts.Delegate != "" {
-		it.delegate, it.delErr = l.newExternalDelegate(opts.Delegate, opts.DelegateOptions)
+		it.delegate, it.destroy, it.delErr = l.newExternalDelegate(opts.Delegate, opts.DelegateOptions)
 	}
 	if err := it.create(opts, it.delegate); err != nil {
 		if it.delegate == 0 {
@@ -109,8 +100,7 @@ func (l *Library) NewInterpreter(m *Model, opts Options) (*Interpreter, error) {
 		// The delegate was created but could not be applied: retry on the CPU.
 		it.delErr = fmt.Errorf("cannot apply delegate %s: %w", opts.Delegate, err)
 		it.freeInterp()
-		l.fExtDelegateDelete(it.delegate)
-		it.delegate = 0
+		it.freeDelegate()
 		if err := it.create(opts, 0); err != nil {
 			it.Close()
 			return nil, err
@@ -119,43 +109,57 @@ func (l *Library) NewInterpreter(m *Model, opts Options) (*Interpreter, error) {
 	return it, nil
 }
 
-func (l *Library) newExternalDelegate(path string, kv map[string]string) (uintptr, error) {
-	// TfLiteExternalDelegateCreate returns a delegate even when the plugin cannot be loaded
-	// (its Prepare is then NULL and applying it crashes), so check the plugin first and
-	// the returned delegate after.
+// newExternalDelegate loads a TFLite external delegate plugin (libedgetpu, a GPU
+// delegate) and creates its delegate through the plugin's own entry points,
+// tflite_plugin_create_delegate and tflite_plugin_destroy_delegate, as TFLite's Python
+// load_delegate does. (TfLiteExternalDelegateCreate was tried first: when the plugin
+// refuses to start, the delegate it returns carries an uninitialized Prepare pointer,
+// and applying it jumped into the heap.) It returns the delegate and its destroy
+// function, or an error that says why the CPU will be used instead.
+func (l *Library) newExternalDelegate(path string, kv map[string]string) (d, destroy uintptr, err error) {
 	h, err := purego.Dlopen(path, purego.RTLD_NOW|purego.RTLD_LOCAL)
 	if err != nil {
-		return 0, fmt.Errorf("cannot load external delegate %s: %v; running on the CPU", path, err)
+		return 0, 0, fmt.Errorf("cannot load external delegate %s: %v; running on the CPU", path, err)
 	}
-	for _, sym := range []string{"tflite_plugin_create_delegate", "tflite_plugin_destroy_delegate"} {
-		if a, err := purego.Dlsym(h, sym); err != nil || a == 0 {
-			return 0, fmt.Errorf("cannot use %s as an external delegate: it lacks %s (not a TFLite external delegate); running on the CPU", path, sym)
+	var fns [2]uintptr
+	for i, sym := range []string{"tflite_plugin_create_delegate", "tflite_plugin_destroy_delegate"} {
+		a, err := purego.Dlsym(h, sym)
+		if err != nil || a == 0 {
+			return 0, 0, fmt.Errorf("cannot use %s as an external delegate: it lacks %s (not a TFLite external delegate); running on the CPU", path, sym)
 		}
+		fns[i] = a
 	}
-	var o externalDelegateOptions
-	o.libPath = cstring(path)
 	keys := make([]string, 0, len(kv))
 	for k := range kv {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
+	// NULL-terminated arrays of C strings; the plugin copies what it keeps.
+	ck := make([]*byte, len(keys)+1)
+	cv := make([]*byte, len(keys)+1)
 	for i, k := range keys {
-		o.keys[i] = cstring(k)
-		o.values[i] = cstring(kv[k])
+		ck[i], cv[i] = cstring(k), cstring(kv[k])
 	}
-	o.count = int32(len(keys))
-	dp := l.fExtDelegateCreate(unsafe.Pointer(&o))
-	runtime.KeepAlive(&o)
-	d := uintptr(dp)
-	if d == 0 {
-		return 0, fmt.Errorf("cannot create external delegate %s; running on the CPU", path)
+	r, _, _ := purego.SyscallN(fns[0], uintptr(unsafe.Pointer(&ck[0])), uintptr(unsafe.Pointer(&cv[0])),
+		uintptr(len(keys)), l.delegateReporter())
+	runtime.KeepAlive(ck)
+	runtime.KeepAlive(cv)
+	if r == 0 {
+		why := ""
+		if msg := l.takeDelegateReport(); msg != "" {
+			why = ": " + msg
+		}
+		return 0, 0, fmt.Errorf("external delegate %s refused to start (no device, or bad options %v)%s; running on the CPU", path, keys, why)
 	}
-	// struct TfLiteDelegate { void* data_; TfLiteStatus (*Prepare)(...); ... }
-	if prepare := *(*uintptr)(unsafe.Add(dp, 8)); prepare == 0 {
-		l.fExtDelegateDelete(d)
-		return 0, fmt.Errorf("external delegate %s refused to start (no device, or bad options %v); running on the CPU", path, keys)
+	return r, fns[1], nil
+}
+
+// freeDelegate destroys the plugin's delegate, if any.
+func (it *Interpreter) freeDelegate() {
+	if it.delegate != 0 {
+		purego.SyscallN(it.destroy, it.delegate)
+		it.delegate, it.destroy = 0, 0
 	}
-	return d, nil
 }
 
 func (it *Interpreter) create(opts Options, delegate uintptr) error {
@@ -252,10 +256,7 @@ func (it *Interpreter) Close() error {
 		return nil
 	}
 	it.freeInterp()
-	if it.delegate != 0 {
-		it.lib.fExtDelegateDelete(it.delegate)
-		it.delegate = 0
-	}
+	it.freeDelegate()
 	it.inputs, it.outputs = nil, nil
 	return nil
 }

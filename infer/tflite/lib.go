@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"unsafe"
 
 	"github.com/ebitengine/purego"
@@ -79,8 +80,38 @@ type Library struct {
 	fTensorData                    func(t uintptr) unsafe.Pointer
 	fTensorName                    func(t uintptr) string
 	fTensorQuant                   func(t uintptr) quantParams
-	fExtDelegateCreate             func(opts unsafe.Pointer) unsafe.Pointer
-	fExtDelegateDelete             func(d uintptr)
+
+	// The error-report callback handed to delegate plugins, made once per Library
+	// (purego callbacks are never freed), and the last message it received.
+	reporterOnce sync.Once
+	reporter     uintptr
+	reportMu     sync.Mutex
+	report       string
+}
+
+// delegateReporter is a C function pointer, void (*)(const char*), that keeps the last
+// message a delegate plugin reports.
+func (l *Library) delegateReporter() uintptr {
+	l.reporterOnce.Do(func() {
+		l.reporter = purego.NewCallback(func(msg *byte) {
+			var b []byte
+			for p := unsafe.Pointer(msg); p != nil && *(*byte)(p) != 0 && len(b) < 1024; p = unsafe.Add(p, 1) {
+				b = append(b, *(*byte)(p))
+			}
+			l.reportMu.Lock()
+			l.report = string(b)
+			l.reportMu.Unlock()
+		})
+	})
+	return l.reporter
+}
+
+func (l *Library) takeDelegateReport() string {
+	l.reportMu.Lock()
+	defer l.reportMu.Unlock()
+	msg := l.report
+	l.report = ""
+	return msg
 }
 
 // Open loads the TFLite C library at path, or, when path is empty, the first of
@@ -154,8 +185,6 @@ func (l *Library) bind() error {
 		{&l.fTensorData, "TfLiteTensorData"},
 		{&l.fTensorName, "TfLiteTensorName"},
 		{&l.fTensorQuant, "TfLiteTensorQuantizationParams"},
-		{&l.fExtDelegateCreate, "TfLiteExternalDelegateCreate"},
-		{&l.fExtDelegateDelete, "TfLiteExternalDelegateDelete"},
 	}
 	for _, s := range syms {
 		addr, err := purego.Dlsym(l.handle, s.name)
