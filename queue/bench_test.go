@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -380,6 +381,14 @@ func rssChildMain(mode string) int {
 		}
 	}
 	st := q.Stats()
+	if p := os.Getenv("INFERQ_QUEUE_HEAPPROFILE"); p != "" {
+		// For finding what holds the memory: go tool pprof -sample_index=inuse_space.
+		if hf, err := os.Create(p); err == nil {
+			runtime.GC()
+			_ = pprof.WriteHeapProfile(hf)
+			hf.Close()
+		}
+	}
 	f, err := os.Open("/proc/self/status")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
