@@ -32,6 +32,9 @@ func (s *spoolSink) Submit(ctx context.Context, it spool.Item) (bool, error) {
 		// Retrying cannot help (say, metadata too large): file it as failed, with the reason.
 		return false, fmt.Errorf("%w: %w", spool.ErrRefused, err)
 	}
+	if err == nil && !res.Duplicate {
+		s.d.queued(it.ID, it.Source)
+	}
 	return res.Duplicate, err
 }
 
@@ -49,6 +52,9 @@ func (s *ingestSink) Submit(ctx context.Context, it mqtt.IngestItem) (bool, erro
 		return false, fmt.Errorf("%w: %w", mqtt.ErrQueueFull, err)
 	case errors.Is(err, queue.ErrInvalid):
 		return false, fmt.Errorf("%w: %w", mqtt.ErrRefused, err)
+	}
+	if err == nil && !res.Duplicate {
+		s.d.queued(it.ID, it.Source)
 	}
 	return res.Duplicate, err
 }

@@ -468,6 +468,15 @@ func (d *Daemon) expiredMessages(j queue.Job) []queue.OutboxMsg {
 	return []queue.OutboxMsg{{Topic: "results/" + j.Source, Payload: payload}, {Topic: "events", Payload: eventJSON(ev)}}
 }
 
+// queued announces a new durable job on the events topic (best effort: events about
+// results that matter are in the outbox).
+func (d *Daemon) queued(id, source string) {
+	if d.client == nil {
+		return
+	}
+	d.client.PublishEvent(eventJSON(EventMessage{Event: EventQueued, JobID: id, Node: d.node, Source: source, At: d.now()}))
+}
+
 // deadline applies queue.default_ttl to a job that has no deadline of its own.
 func (d *Daemon) deadline(own time.Time) time.Time {
 	if own.IsZero() && d.cfg.Queue.DefaultTTL > 0 {

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"image"
 	"image/color"
@@ -21,7 +22,10 @@ import (
 	"github.com/inferq/inferq/infer"
 	"github.com/inferq/inferq/infer/tflite"
 	"github.com/inferq/inferq/infer/tflite/tflitegen"
+	"github.com/inferq/inferq/queue"
+	"github.com/inferq/inferq/transport/mqtt"
 	"github.com/inferq/inferq/transport/mqtt/mqtttest"
+	"github.com/inferq/inferq/transport/spool"
 	"gopkg.in/yaml.v3"
 )
 
@@ -422,4 +426,58 @@ func writeYAML(t *testing.T, path string, cfg Config) {
 	if err := os.WriteFile(path, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// The sinks map the queue's refusals onto the transports' errors: a full queue is a
+// retry-later (spool files stay, MQTT messages stay unacked), an invalid job is refused
+// for good (the file goes to failed/ with the reason).
+func TestSinksMapQueueErrors(t *testing.T) {
+	opts := DefaultConfig()
+	opts.Model.Path = "unused"
+	d := &Daemon{cfg: opts, now: time.Now, poke: make(chan struct{}, 1)}
+	q := openTestQueue(t, 3)
+	d.q = q
+	ss, is := &spoolSink{d: d}, &ingestSink{d: d}
+	ctx := context.Background()
+	img := filepath.Join(t.TempDir(), "a.jpg")
+	if err := os.WriteFile(img, testJPEG(t, 1), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if dup, err := ss.Submit(ctx, spool.Item{ID: "f1", Source: "cam", Name: "a.jpg", Path: img}); err != nil || dup {
+		t.Fatalf("first submit: dup %v err %v", dup, err)
+	}
+	if dup, err := ss.Submit(ctx, spool.Item{ID: "f1", Source: "cam", Name: "a.jpg", Path: img}); err != nil || !dup {
+		t.Fatalf("resubmit of a claimed file: dup %v err %v, want a duplicate", dup, err)
+	}
+	if _, err := is.Submit(ctx, mqtt.IngestItem{ID: "", Source: "cam", Image: []byte("x")}); !errors.Is(err, mqtt.ErrRefused) {
+		t.Errorf("invalid ingest item: %v, want mqtt.ErrRefused", err)
+	}
+	if _, err := ss.Submit(ctx, spool.Item{ID: "", Source: "cam", Name: "b.jpg", Path: img}); !errors.Is(err, spool.ErrRefused) {
+		t.Errorf("invalid spool item: %v, want spool.ErrRefused", err)
+	}
+	// Fill the queue to its job limit, then both sinks must say "full, try later".
+	full := openFullQueue(t)
+	d.q = full
+	if _, err := ss.Submit(ctx, spool.Item{ID: "f2", Source: "cam", Name: "c.jpg", Path: img}); !errors.Is(err, spool.ErrQueueFull) {
+		t.Errorf("spool into a full queue: %v, want spool.ErrQueueFull", err)
+	}
+	if _, err := is.Submit(ctx, mqtt.IngestItem{ID: "m2", Source: "cam", Image: []byte("x")}); !errors.Is(err, mqtt.ErrQueueFull) {
+		t.Errorf("ingest into a full queue: %v, want mqtt.ErrQueueFull", err)
+	}
+}
+
+func openFullQueue(t *testing.T) *queue.Queue {
+	t.Helper()
+	opts := queue.DefaultOptions(t.TempDir())
+	opts.MaxJobs = 1
+	opts.Logger = quietLogger()
+	q, err := queue.Open(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { q.Close() })
+	if _, err := q.Enqueue(context.Background(), queue.NewJob{ID: "only", Source: "s", Image: []byte("x")}); err != nil {
+		t.Fatal(err)
+	}
+	return q
 }
