@@ -80,6 +80,7 @@ func (o *outboxAdapter) OutboxNotify() <-chan struct{}     { return o.q.OutboxNo
 // engineAdapter narrows the supervisor to what the worker uses.
 type engineAdapter struct{ s *infer.Supervisor }
 
+func (e *engineAdapter) Open(ctx context.Context) error { return e.s.Open(ctx) }
 func (e *engineAdapter) Run(ctx context.Context, img []byte) (*infer.Result, error) {
 	return e.s.Run(ctx, img)
 }

@@ -175,6 +175,7 @@ func benchPipeline(ctx context.Context, eng *infer.Supervisor, imgs [][]byte, cf
 
 	w := newWorker(q, &engineAdapter{eng}, nil, nil, "bench", time.Minute, 5, time.Now, cfg.Logger)
 	w.tmpDir = cfg.Dir
+	w.loaded.Store(true) // Bench opened the engine itself
 	start = time.Now()
 	workerDone := make(chan error, 1)
 	go func() { workerDone <- w.Run(ctx) }()

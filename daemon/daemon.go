@@ -145,11 +145,16 @@ func (d *Daemon) Open(ctx context.Context) error {
 		return fmt.Errorf("cannot configure engine: %w", err)
 	}
 	d.eng = eng
-	if err := eng.Open(ctx); err != nil {
-		return fmt.Errorf("cannot start engine: %w", err)
+	// A model that will not load (broken file, runtime missing) does not stop the box:
+	// input is still taken into the queue, health says what is wrong, and the worker
+	// tries again every 30 s and whenever the model file changes.
+	engineErr := eng.Open(ctx)
+	if engineErr != nil {
+		d.log.Error("cannot load model; input is queued until it loads", "err", engineErr)
+	} else {
+		info := eng.Info()
+		d.log.Info("model loaded", "model", info.Name, "sha256", info.SHA256, "runtime", info.Runtime)
 	}
-	info := eng.Info()
-	d.log.Info("model loaded", "model", info.Name, "sha256", info.SHA256, "runtime", info.Runtime)
 
 	if cfg.Spool.Enabled {
 		if err := d.openSpool(); err != nil {
@@ -175,6 +180,11 @@ func (d *Daemon) Open(ctx context.Context) error {
 		return fmt.Errorf("cannot create state_dir/tmp: %w", err)
 	}
 	d.worker.beat()
+	if engineErr != nil {
+		d.worker.setLoadError(engineErr)
+	} else {
+		d.worker.loaded.Store(true)
+	}
 
 	if cfg.ControlSocket != "" {
 		c, err := listenControl(cfg.ControlSocket, d, d.log.With("component", "control"))

@@ -11,6 +11,10 @@
 //     until queue.max_attempts; a permanent one (an image or output the model cannot take)
 //     is dead-lettered at once. Every dead or expired job still gets a result message with
 //     status "failed" or "expired" and the reason.
+//   - A model that will not load at start-up (broken file, runtime missing) does not stop
+//     the daemon: input is still queued, health is "failing" with the load error, and
+//     loading is retried every 30 s and whenever the model file changes. A model that
+//     fails to reload keeps the loaded one serving.
 //   - A job cut short by shutdown is left leased and runs again after restart, in its place.
 //   - Health is published at health.interval and at once when the state changes; it names
 //     every problem (queue full, broker away, reload failed, worker stuck) in words.

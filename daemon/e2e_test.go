@@ -481,3 +481,50 @@ func openFullQueue(t *testing.T) *queue.Queue {
 	}
 	return q
 }
+
+// TestBrokenModelAtStart: a model file that does not load does not stop the box. The
+// daemon starts, queues camera input, says in health what is wrong, and runs the queued
+// job once a good model file is put in place (picked up by the model watcher).
+func TestBrokenModelAtStart(t *testing.T) {
+	rt := requireRuntime(t)
+	b := mqtttest.Start(t, mqtttest.Options{})
+	sub := b.Subscribe(t, "-t", "inferq/e2e/results/#", "-q", "1")
+	cfg := e2eConfig(t, b, rt)
+	good, err := os.ReadFile(cfg.Model.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cfg.Model.Path, []byte("TFL3 but not really a model"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d, _, _ := startDaemon(t, cfg)
+	h := d.Health()
+	if h.Status != HealthFailing || len(h.Problems) == 0 || !strings.Contains(h.Problems[0], "no model loaded: ") {
+		t.Fatalf("health with a broken model: %s %q, want failing with the load error", h.Status, h.Problems)
+	}
+	dropFile(t, cfg.Spool.Dir, "waiting.jpg", testJPEG(t, 4))
+	deadline := time.Now().Add(30 * time.Second)
+	for d.q.Stats().ReadyTotal != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the dropped file was not queued while the model is broken: %+v", d.q.Stats())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// Replace the model the way an operator's deploy should: write aside, rename over.
+	tmp := cfg.Model.Path + ".new"
+	if err := os.WriteFile(tmp, good, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, cfg.Model.Path); err != nil {
+		t.Fatal(err)
+	}
+	res := collectResults(t, sub, 1, 60*time.Second)
+	for _, r := range res {
+		if r.Status != StatusOK || r.Metadata[metaSpoolFile] != "waiting.jpg" {
+			t.Fatalf("result %+v, want waiting.jpg ok", r)
+		}
+	}
+	if h := d.Health(); h.Status == HealthFailing {
+		t.Errorf("health after the good model loaded: %s %q", h.Status, h.Problems)
+	}
+}

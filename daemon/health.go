@@ -175,7 +175,11 @@ func buildHealth(in healthInputs) Health {
 		failing = append(failing, in.alive.Error())
 	}
 	if in.model.SHA256 == "" {
-		failing = append(failing, "no model loaded")
+		p := "no model loaded"
+		if in.worker.LoadErr != nil {
+			p += ": " + in.worker.LoadErr.Error() + " (input is queued; retried every 30 s and on change)"
+		}
+		failing = append(failing, p)
 	}
 	if h.Queue.Full {
 		degraded = append(degraded, fmt.Sprintf("queue full (%d jobs, %d bytes): new input is refused", in.queue.ReadyTotal+in.queue.Leased+in.queue.Delayed, in.queue.Bytes))

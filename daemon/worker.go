@@ -29,10 +29,15 @@ type workQueue interface {
 
 // engine runs the model; the worker is its only caller.
 type engine interface {
+	// Open starts the engine and loads the model; it may be called again after it failed.
+	Open(ctx context.Context) error
 	Run(ctx context.Context, image []byte) (*infer.Result, error)
 	Info() infer.ModelInfo
 	Reload(ctx context.Context) error
 }
+
+// loadRetry is how often the worker tries again to load a model that would not load.
+const loadRetry = 30 * time.Second
 
 // archiver files a finished spool image into the done or failed directory.
 type archiver interface {
@@ -61,6 +66,7 @@ type worker struct {
 	tmpDir      string // for staging inline images handed to the archiver
 
 	reload    atomic.Bool  // set to swap in a changed model before the next job
+	loaded    atomic.Bool  // the engine has a model; until then no job is leased
 	heartbeat atomic.Int64 // unix nanos of the loop's last sign of life
 	busySince atomic.Int64 // unix nanos the current job started; 0 when idle
 
@@ -70,6 +76,8 @@ type worker struct {
 	finishes  []time.Time     // ring of recent finish times, for the rate
 	next      int
 	reloadErr error
+	loadErr   error     // why the model is not loaded, while it is not
+	nextLoad  time.Time // when to try loading again
 }
 
 // WorkerStats counts outcomes since start.
@@ -100,6 +108,17 @@ func (w *worker) Run(ctx context.Context) error {
 		w.beat()
 		if ctx.Err() != nil {
 			return nil
+		}
+		if !w.loaded.Load() {
+			// No model: jobs stay queued (nothing is lost) until one loads.
+			w.tryLoad(ctx)
+			if !w.loaded.Load() {
+				select {
+				case <-ctx.Done():
+				case <-time.After(leasePoll):
+				}
+				continue
+			}
 		}
 		if w.reload.Swap(false) {
 			w.doReload(ctx)
@@ -145,6 +164,37 @@ func (w *worker) Alive() error {
 		return fmt.Errorf("worker loop silent for %s (limit %s)", age.Round(time.Second), limit)
 	}
 	return nil
+}
+
+// setLoadError records that the model could not be loaded (at start-up); the worker then
+// retries every loadRetry, and at once when a reload is asked for.
+func (w *worker) setLoadError(err error) {
+	w.mu.Lock()
+	w.loadErr, w.nextLoad = err, w.now().Add(loadRetry)
+	w.mu.Unlock()
+	w.loaded.Store(false)
+	w.noteError(fmt.Errorf("no model loaded, input is queued until one loads: %w", err))
+}
+
+func (w *worker) tryLoad(ctx context.Context) {
+	w.mu.Lock()
+	due := !w.now().Before(w.nextLoad)
+	w.mu.Unlock()
+	if !due && !w.reload.Swap(false) {
+		return
+	}
+	if err := w.eng.Open(ctx); err != nil {
+		if ctx.Err() == nil {
+			w.setLoadError(err)
+		}
+		return
+	}
+	w.mu.Lock()
+	w.loadErr = nil
+	w.mu.Unlock()
+	w.loaded.Store(true)
+	info := w.eng.Info()
+	w.log.Info("model loaded", "model", info.Name, "sha256", info.SHA256)
 }
 
 func (w *worker) doReload(ctx context.Context) {
@@ -319,11 +369,12 @@ type workerSnapshot struct {
 	PerMinute     int
 	Busy          time.Duration
 	ReloadErr     error
+	LoadErr       error // the model is not loaded, and why
 }
 
 func (w *worker) snapshot() workerSnapshot {
 	w.mu.Lock()
-	s := workerSnapshot{WorkerStats: w.stats, ReloadErr: w.reloadErr}
+	s := workerSnapshot{WorkerStats: w.stats, ReloadErr: w.reloadErr, LoadErr: w.loadErr}
 	lat := append([]time.Duration(nil), w.latencies...)
 	now := w.now()
 	for _, t := range w.finishes {

@@ -23,6 +23,7 @@ type fakeEngine struct {
 	mu      sync.Mutex
 	runs    int
 	run     func(n int, img []byte) (*infer.Result, error)
+	open    func() error
 	reloads int
 }
 
@@ -32,6 +33,13 @@ func (f *fakeEngine) Run(ctx context.Context, img []byte) (*infer.Result, error)
 	n := f.runs
 	f.mu.Unlock()
 	return f.run(n, img)
+}
+
+func (f *fakeEngine) Open(context.Context) error {
+	if f.open != nil {
+		return f.open()
+	}
+	return nil
 }
 
 func (f *fakeEngine) Info() infer.ModelInfo {
