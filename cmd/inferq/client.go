@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sort"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -59,8 +61,8 @@ func runStatus(ctx context.Context, args []string, stdout io.Writer) error {
 		fmt.Fprintf(tw, "  problem\t%s\n", p)
 	}
 	fmt.Fprintf(tw, "model\t%s sha256:%.12s loaded %s\n", h.Model.Name, h.Model.SHA256, h.Model.LoadedAt.Format(time.RFC3339))
-	fmt.Fprintf(tw, "queue\t%d ready %v, %d leased, %d delayed, %d dead, oldest %.1fs, %d bytes, full=%v\n",
-		h.Queue.Depth, h.Queue.ByPriority, h.Queue.Leased, h.Queue.Delayed, h.Queue.Dead, h.Queue.OldestAgeS, h.Queue.Bytes, h.Queue.Full)
+	fmt.Fprintf(tw, "queue\t%d ready%s, %d leased, %d delayed, %d dead, oldest %.1fs, %d bytes, full=%v\n",
+		h.Queue.Depth, byPriority(h.Queue.ByPriority), h.Queue.Leased, h.Queue.Delayed, h.Queue.Dead, h.Queue.OldestAgeS, h.Queue.Bytes, h.Queue.Full)
 	fmt.Fprintf(tw, "jobs\t%d done, %d retried, %d dead, %d/min, p50 %.1fms p99 %.1fms\n",
 		h.Jobs.Done, h.Jobs.Retried, h.Jobs.Dead, h.Jobs.PerMinute, h.Jobs.P50MS, h.Jobs.P99MS)
 	fmt.Fprintf(tw, "engine\t%d restarts, %d crashes, %d timeouts\n", h.Engine.Restarts, h.Engine.Crashes, h.Engine.Timeouts)
@@ -127,4 +129,21 @@ func runReload(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	fmt.Fprintln(stdout, "reload requested; `inferq status` shows the loaded model")
 	return nil
+}
+
+// byPriority renders {"5":2,"0":10} as " (p5:2 p0:10)", highest priority first.
+func byPriority(m map[string]int) string {
+	if len(m) == 0 {
+		return ""
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return keys[i] > keys[j] })
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("p%s:%d", k, m[k])
+	}
+	return " (" + strings.Join(parts, " ") + ")"
 }

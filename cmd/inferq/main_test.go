@@ -81,3 +81,19 @@ func TestConfigDefaultsRoundTrip(t *testing.T) {
 		t.Errorf("round trip differs:\n got %s\nwant %s", gotY, wantY)
 	}
 }
+
+func TestByPriority(t *testing.T) {
+	tests := []struct {
+		in   map[string]int
+		want string
+	}{
+		{nil, ""},
+		{map[string]int{"0": 10}, " (p0:10)"},
+		{map[string]int{"0": 10, "5": 2, "9": 1}, " (p9:1 p5:2 p0:10)"},
+	}
+	for _, tt := range tests {
+		if got := byPriority(tt.in); got != tt.want {
+			t.Errorf("byPriority(%v) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
