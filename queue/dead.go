@@ -127,28 +127,19 @@ func (q *Queue) eachDead(ids []string, fn func(b *batch, id string, rec *record)
 	for len(ids) > 0 {
 		chunk := ids[:min(len(ids), 256)]
 		ids = ids[len(chunk):]
-		n, b, err := func() (int, *batch, error) {
-			q.enter()
-			defer q.leave()
-			q.mu.Lock()
-			defer q.mu.Unlock()
-			if q.closed {
-				return 0, nil, ErrClosed
-			}
-			b, after := q.join(int64(3*len(chunk)), int64(len(chunk))*4096)
-			defer runLater(&after)
-			n := 0
+		n := 0
+		err := q.write(int64(3*len(chunk)), int64(len(chunk))*4096, func(b *batch) (bool, error) {
 			for _, id := range chunk {
 				item, err := b.txn.Get(idKey(pfxJob, id))
 				if errors.Is(err, badger.ErrKeyNotFound) {
 					continue
 				}
 				if err != nil {
-					return 0, nil, fmt.Errorf("cannot read dead job: %w", err)
+					return false, fmt.Errorf("cannot read dead job: %w", err)
 				}
 				v, err := item.ValueCopy(nil)
 				if err != nil {
-					return 0, nil, fmt.Errorf("cannot read dead job: %w", err)
+					return false, fmt.Errorf("cannot read dead job: %w", err)
 				}
 				rec, err := decodeRecord(v)
 				if err != nil || rec.State != stDead {
@@ -161,18 +152,10 @@ func (q *Queue) eachDead(ids []string, fn func(b *batch, id string, rec *record)
 					break
 				}
 			}
-			if n == 0 {
-				return 0, nil, nil
-			}
-			return n, b, nil
-		}()
+			return n > 0, nil
+		})
 		if err != nil {
 			return total, err
-		}
-		if b != nil {
-			if err := q.await(b); err != nil {
-				return total, err
-			}
 		}
 		total += n
 	}

@@ -44,24 +44,11 @@ func (q *Queue) OutboxAppend(ctx context.Context, msgs ...OutboxMsg) error {
 	if err := validOutbox(msgs); err != nil {
 		return err
 	}
-	b, err := func() (*batch, error) {
-		q.enter()
-		defer q.leave()
-		q.mu.Lock()
-		defer q.mu.Unlock()
-		if q.closed {
-			return nil, ErrClosed
-		}
-		b, after := q.join(int64(len(msgs)), outboxSize(msgs))
-		defer runLater(&after)
+	return q.write(int64(len(msgs)), outboxSize(msgs), func(b *batch) (bool, error) {
 		b.n++
 		q.outboxLocked(b, msgs, q.now().UnixNano())
-		return b, nil
-	}()
-	if err != nil {
-		return err
-	}
-	return q.await(b)
+		return true, nil
+	})
 }
 
 // OutboxPeek returns up to n of the oldest committed outbox rows, oldest first.
@@ -123,16 +110,7 @@ func (q *Queue) OutboxPeek(n int) ([]OutboxRow, error) {
 
 // setAside moves the outbox rows under keys to the damaged prefix.
 func (q *Queue) setAside(keys [][]byte) error {
-	b, err := func() (*batch, error) {
-		q.enter()
-		defer q.leave()
-		q.mu.Lock()
-		defer q.mu.Unlock()
-		if q.closed {
-			return nil, ErrClosed
-		}
-		b, after := q.join(int64(2*len(keys)), int64(len(keys))*4096)
-		defer runLater(&after)
+	return q.write(int64(2*len(keys)), int64(len(keys))*4096, func(b *batch) (bool, error) {
 		for _, k := range keys {
 			item, err := b.txn.Get(k)
 			if err != nil {
@@ -157,12 +135,8 @@ func (q *Queue) setAside(keys [][]byte) error {
 			}
 			q.st.damaged++
 		}
-		return b, nil
-	}()
-	if err != nil {
-		return err
-	}
-	return q.await(b)
+		return true, nil
+	})
 }
 
 // dropOutboxRef marks seq deleted in the in-memory outbox order; false when
@@ -190,16 +164,7 @@ func (q *Queue) OutboxDelete(seqs ...uint64) error {
 	if len(seqs) == 0 {
 		return nil
 	}
-	b, err := func() (*batch, error) {
-		q.enter()
-		defer q.leave()
-		q.mu.Lock()
-		defer q.mu.Unlock()
-		if q.closed {
-			return nil, ErrClosed
-		}
-		b, after := q.join(int64(len(seqs)), int64(len(seqs))*64)
-		defer runLater(&after)
+	return q.write(int64(len(seqs)), int64(len(seqs))*64, func(b *batch) (bool, error) {
 		k := 0
 		for _, s := range seqs {
 			o := q.st.outbox
@@ -215,15 +180,8 @@ func (q *Queue) OutboxDelete(seqs ...uint64) error {
 				b.failed = err
 			}
 		}
-		if k == 0 {
-			return nil, nil
-		}
-		return b, nil
-	}()
-	if err != nil || b == nil {
-		return err
-	}
-	return q.await(b)
+		return k > 0, nil
+	})
 }
 
 // OutboxNotify is signalled (capacity 1, never blocks the queue) after

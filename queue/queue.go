@@ -584,6 +584,32 @@ func syncDir(dir string) error {
 }
 
 // runLater runs the funcs in *fs on another goroutine, if there are any.
+// write runs fill on the open group-commit batch under the queue lock, then waits until
+// that batch is durable. fill reports whether it changed anything; when it did not (or
+// failed) there is nothing to wait for.
+func (q *Queue) write(entries, size int64, fill func(b *batch) (bool, error)) error {
+	b, err := func() (*batch, error) {
+		q.enter()
+		defer q.leave()
+		q.mu.Lock()
+		defer q.mu.Unlock()
+		if q.closed {
+			return nil, ErrClosed
+		}
+		b, after := q.join(entries, size)
+		defer runLater(&after)
+		changed, err := fill(b)
+		if err != nil || !changed {
+			return nil, err
+		}
+		return b, nil
+	}()
+	if err != nil || b == nil {
+		return err
+	}
+	return q.await(b)
+}
+
 func runLater(fs *[]func()) {
 	if len(*fs) > 0 {
 		go runAll(*fs)
