@@ -2,10 +2,16 @@
 // Badger on local disk, with the outbox of messages to publish.
 //
 // Durability: Enqueue, Lease, Ack, Nack, Dead, OutboxAppend and the dead-letter
-// operations return only after their changes are fsynced. Concurrent callers
-// share one fsync (group commit); no caller is told of success before its own
-// change is on disk. Large images are files written to a temp name, fsynced,
-// renamed, and the directory fsynced before the job's record is committed.
+// operations return only after their changes are on disk. Each group commit
+// is first written to the queue's journal (Dir/journal, a preallocated
+// write-ahead log) with one synchronous write, then applied to Badger, whose
+// own logs are not synced; a checkpoint syncs Badger's files and empties the
+// journal, and Open applies again whatever the journal holds. Concurrent
+// callers share one journal write (group commit); no caller is told of
+// success before its own change is on disk. Large images are files written to
+// a temp name, fsynced, renamed, and the directory fsynced before the job's
+// record is committed. An operation that returned an error may still have
+// taken effect (its journal record may have reached the disk).
 //
 // Ordering: Lease hands out the highest priority first and, within a
 // priority, the oldest job first. A job that comes back from a lease, a retry
@@ -17,7 +23,7 @@
 // crash-looping. Open releases every lease of a previous process.
 //
 // A worker that calls AckNext instead of Ack then Lease gets its ack and the
-// next job's lease in one commit: one fsync per job.
+// next job's lease in one commit: one synchronous write per job.
 //
 // Atomicity: Ack, Nack and Dead store the job's new state and its outbox rows
 // in one transaction, so a result is never lost nor written for a job that
@@ -30,7 +36,9 @@
 // returns a *FullError.
 //
 // Damage: a record that cannot be decoded is moved aside under a separate
-// prefix, logged and counted in Stats.Damaged; it never stops the queue.
+// prefix, logged and counted in Stats.Damaged; it never stops the queue. A
+// journal whose header is damaged is renamed aside and logged; a torn last
+// journal record (the write a crash interrupted) is ignored.
 // Open also removes the empty Badger log files that a kill during Badger's
 // own file deletion leaves behind and that would otherwise stop Badger from
 // opening.

@@ -1,14 +1,19 @@
 package queue
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"testing"
 	"time"
+
+	badger "github.com/dgraph-io/badger/v4"
 )
 
 // model is a plain in-memory implementation of the queue's rules, driven with
@@ -106,11 +111,22 @@ func (m *model) counts(now time.Time) (ready, leased, delayed, dead int) {
 
 func TestModel(t *testing.T) {
 	for seed := uint64(1); seed <= 3; seed++ {
-		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) { runModel(t, seed, 400) })
+		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) { runModel(t, seed, 400, false) })
 	}
 }
 
-func runModel(t *testing.T, seed uint64, steps int) {
+// TestModelPowerCut is TestModel where half of the restarts are power cuts:
+// Badger keeps only what the last checkpoint made durable plus a random
+// subset of the commits after it (its logs are not synced), and the journal
+// must bring back every operation that returned. A small journal makes
+// checkpoints happen in the middle of the run too.
+func TestModelPowerCut(t *testing.T) {
+	for seed := uint64(1); seed <= 4; seed++ {
+		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) { runModel(t, seed, 600, true) })
+	}
+}
+
+func runModel(t *testing.T, seed uint64, steps int, cuts bool) {
 	rng := rand.New(rand.NewPCG(seed, 99))
 	clk := newFakeClock()
 	dir := t.TempDir()
@@ -122,6 +138,18 @@ func runModel(t *testing.T, seed uint64, steps int) {
 	o.DedupeWindow = 5 * time.Minute
 	o.InlineMax = 8
 	o.OnExpired = func(j Job) []OutboxMsg { return []OutboxMsg{{Topic: "events", Payload: []byte("expired " + j.ID)}} }
+	var checkpoint bytes.Buffer // Badger's durable state at the last checkpoint
+	checkpoints, opens := 0, 1
+	if cuts {
+		o.journalSize = 6 << 10
+		o.testCheckpoint = func(db *badger.DB) {
+			checkpoints++
+			checkpoint.Reset()
+			if _, err := db.Backup(&checkpoint, 0); err != nil {
+				t.Errorf("backup at checkpoint: %v", err)
+			}
+		}
+	}
 	q, err := Open(o)
 	if err != nil {
 		t.Fatal(err)
@@ -271,10 +299,13 @@ func runModel(t *testing.T, seed uint64, steps int) {
 				t.Fatal(err)
 			}
 			m.outbox = m.outbox[n:]
-		default: // restart
-			if err := q.Close(); err != nil {
+		default: // restart, or a power cut
+			if cuts && rng.IntN(2) == 0 {
+				powerCut(t, q, o, checkpoint.Bytes(), rng)
+			} else if err := q.Close(); err != nil {
 				t.Fatal(err)
 			}
+			opens++
 			if q, err = Open(o); err != nil {
 				t.Fatal(err)
 			}
@@ -325,5 +356,48 @@ func runModel(t *testing.T, seed uint64, steps int) {
 	slices.Sort(want)
 	if !slices.Equal(got, want) {
 		t.Fatalf("dead set: got %v, model %v", got, want)
+	}
+	if cuts {
+		// Open checkpoints once; the others happened because the journal was full.
+		t.Logf("%d opens, %d checkpoints", opens, checkpoints)
+		if checkpoints-opens < 2 {
+			t.Fatalf("%d checkpoints in %d opens: the journal hardly filled, so the run did not test checkpoints", checkpoints, opens)
+		}
+	}
+}
+
+// powerCut stops q the way a power cut would: nothing more is written, the
+// journal keeps its records, and Badger is left with what the last checkpoint
+// made durable (checkpoint, a backup taken then) plus a random subset, in
+// order, of the commits made after it.
+func powerCut(t *testing.T, q *Queue, o Options, checkpoint []byte, rng *rand.Rand) {
+	t.Helper()
+	crash(t, q)
+	if err := os.RemoveAll(filepath.Join(o.Dir, "db")); err != nil {
+		t.Fatal(err)
+	}
+	db, err := badger.Open(o.badgerOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Load(bytes.NewReader(checkpoint), 16); err != nil {
+		t.Fatal(err)
+	}
+	j, recs, err := openJournal(filepath.Join(o.Dir, "journal"), o.journalSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j.close()
+	var kept [][]byte
+	for _, r := range recs {
+		if rng.IntN(2) == 0 {
+			kept = append(kept, r)
+		}
+	}
+	if err := replayJournal(db, kept); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -34,6 +34,11 @@ type Options struct {
 
 	// jitter returns a factor in [0.8, 1.2]; tests replace it.
 	jitter func() float64
+	// journalSize is the journal file's size; 0 means defaultJournalSize.
+	journalSize int64
+	// testCheckpoint, set by tests, runs at each checkpoint once Badger's
+	// files are durable and before the journal is emptied.
+	testCheckpoint func(*badger.DB)
 }
 
 // Limits on what a single job or message may carry, so that any one operation
@@ -46,6 +51,8 @@ const (
 	maxTopicLen   = 1024
 	maxPayloadLen = 256 << 10
 	maxErrorLen   = 4096
+	// maxValueInLSM is Badger's ValueThreshold: values shorter stay in the LSM tree.
+	maxValueInLSM = 1 << 20
 )
 
 // DefaultOptions returns the defaults for a queue stored under dir.
@@ -93,12 +100,16 @@ func (o Options) Validate() error {
 	return nil
 }
 
-// badgerOptions builds the Badger options: synchronous commits (each group
-// commit is one fsync), no conflict detection (one writer at a time), and
-// the small-device preset when asked for.
+// badgerOptions builds the Badger options: no syncs of Badger's own logs (the
+// queue's journal makes each group commit durable with one fdatasync, and a
+// checkpoint syncs Badger's files), every value in the LSM tree (the largest
+// value the queue writes is far below the 1 MB threshold, so the value log
+// holds nothing that would need syncing or GC), no conflict detection (one
+// writer at a time), and the small-device preset when asked for.
 func (o Options) badgerOptions() badger.Options {
 	bo := badger.DefaultOptions(filepath.Join(o.Dir, "db")).
-		WithSyncWrites(true).
+		WithSyncWrites(false).
+		WithValueThreshold(maxValueInLSM).
 		WithDetectConflicts(false).
 		WithNumVersionsToKeep(1).
 		WithLogger(badgerLogger{o.Logger}).
@@ -110,7 +121,6 @@ func (o Options) badgerOptions() badger.Options {
 			WithNumLevelZeroTables(2).
 			WithNumLevelZeroTablesStall(4).
 			WithNumCompactors(2).
-			WithValueThreshold(4 << 10).
 			WithValueLogFileSize(64 << 20).
 			WithIndexCacheSize(4 << 20).
 			WithCompression(options.None).

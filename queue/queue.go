@@ -23,7 +23,9 @@ type Queue struct {
 	now     func() time.Time
 	jitter  func() float64
 	db      *badger.DB
+	dbDir   string
 	blobDir string
+	jrnl    *journal // write-ahead log of every commit; Badger itself does not sync
 
 	arriving  atomic.Int64  // operations about to join the current batch
 	kick      chan struct{} // wakes the leader of the current batch
@@ -78,7 +80,8 @@ type batch struct {
 	dirSync bool  // blob files were renamed into the blob dir
 	notify  bool  // outbox rows were added
 	after   []func()
-	failed  error // a write into txn failed: the batch must not be committed
+	rec     []byte // the batch's journal record: journalRecHead bytes, then its operations
+	failed  error  // a write into txn failed: the batch must not be committed
 	done    chan struct{}
 	err     error
 }
@@ -122,20 +125,28 @@ func Open(opts Options) (*Queue, error) {
 		return nil, fmt.Errorf("cannot open queue database %s: %w", bo.Dir, err)
 	}
 	q.db = db
-	// Stay well inside Badger's transaction limits (15% of the memtable).
-	q.maxBatchBytes = bo.MemTableSize * 15 / 100 / 2
+	q.dbDir = bo.Dir
+	if err := q.openJournal(); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	// Stay well inside Badger's transaction limits (15% of the memtable) and
+	// the journal's size.
+	q.maxBatchBytes = min(bo.MemTableSize*15/100/2, int64(q.jrnl.capacity()/2))
 	q.maxBatchCount = q.maxBatchBytes / 128
 	q.st.leases = make(map[string]*leaseEntry)
 	blobs, err := q.load(true)
 	if err != nil {
 		_ = db.Close()
+		_ = q.jrnl.close()
 		return nil, err
 	}
 	if err := q.removeOrphans(blobs); err != nil {
 		_ = db.Close()
+		_ = q.jrnl.close()
 		return nil, err
 	}
-	q.cur = q.newBatch()
+	q.cur = q.newBatch(nil)
 	q.log.Info("queue opened", "dir", opts.Dir, "jobs", q.st.jobs, "dead", q.st.dead,
 		"outbox", q.st.outCount, "bytes", q.st.bytes, "damaged", q.st.damaged)
 	return q, nil
@@ -313,8 +324,11 @@ func (q *Queue) removeOrphans(referenced map[string]struct{}) error {
 	return nil
 }
 
-func (q *Queue) newBatch() *batch {
-	return &batch{txn: q.db.NewTransaction(true), done: make(chan struct{})}
+func (q *Queue) newBatch(rec []byte) *batch {
+	if rec == nil {
+		rec = make([]byte, journalRecHead, 4096)
+	}
+	return &batch{txn: q.db.NewTransaction(true), done: make(chan struct{}), rec: rec[:journalRecHead]}
 }
 
 // enter marks an operation about to join a batch; leave undoes it once the
@@ -346,20 +360,20 @@ func (q *Queue) join(entries, size int64) (*batch, []func()) {
 }
 
 func (b *batch) set(key, val []byte) error {
-	b.entries++
-	b.size += int64(len(key) + len(val) + 32)
-	return b.txn.Set(key, val)
+	return b.setEntry(badger.NewEntry(key, val))
 }
 
 func (b *batch) setEntry(e *badger.Entry) error {
 	b.entries++
 	b.size += int64(len(e.Key) + len(e.Value) + 32)
+	b.rec = appendJournalOp(b.rec, jopSet, e.Key, e.Value, e.ExpiresAt)
 	return b.txn.SetEntry(e)
 }
 
 func (b *batch) del(key []byte) error {
 	b.entries++
 	b.size += int64(len(key) + 32)
+	b.rec = appendJournalOp(b.rec, jopDel, key, nil, 0)
 	return b.txn.Delete(key)
 }
 
@@ -375,14 +389,22 @@ func (q *Queue) commitLocked() []func() {
 			err = syncDir(q.blobDir)
 		}
 		if err == nil {
-			if err = b.txn.Set(metaSeqKey, encodeDone(int64(q.st.seq))); err == nil {
-				err = b.txn.Commit()
-			}
+			err = b.set(metaSeqKey, encodeDone(int64(q.st.seq)))
+		}
+		if err == nil {
+			err = q.journalLocked(b.rec)
+		}
+		if err == nil {
+			err = b.txn.Commit()
 		}
 	}
 	b.txn.Discard()
 	q.prevN = b.waiters
-	q.cur = q.newBatch()
+	rec := b.rec
+	if cap(rec) > 1<<20 {
+		rec = nil // do not keep a large buffer for the next batch
+	}
+	q.cur = q.newBatch(rec)
 	if err != nil {
 		b.err = fmt.Errorf("cannot commit queue batch: %w", err)
 		q.log.Error("queue commit failed, reloading state from disk", "err", err, "ops", b.n)
@@ -481,7 +503,13 @@ func (q *Queue) Close() error {
 		runAll(after)
 		close(q.closing)
 		if err := q.db.Close(); err != nil {
+			// The journal keeps its records: the next Open applies them again.
 			q.closeErr = fmt.Errorf("cannot close queue database: %w", err)
+		} else if err := q.jrnl.reset(); err != nil {
+			q.closeErr = err
+		}
+		if err := q.jrnl.close(); err != nil && q.closeErr == nil {
+			q.closeErr = fmt.Errorf("cannot close queue journal: %w", err)
 		}
 	})
 	return q.closeErr
@@ -528,6 +556,14 @@ func (q *Queue) runGC() {
 			break
 		}
 		n++
+		// GC's rewrites bypass the journal: make them durable now.
+		q.mu.Lock()
+		if !q.closed {
+			if err := q.checkpointLocked(); err != nil {
+				q.log.Error("queue checkpoint after value-log GC failed", "err", err)
+			}
+		}
+		q.mu.Unlock()
 	}
 	if n > 0 {
 		q.log.Debug("queue value-log GC", "rewritten", n)
@@ -614,4 +650,64 @@ func runLater(fs *[]func()) {
 	if len(*fs) > 0 {
 		go runAll(*fs)
 	}
+}
+
+// openJournal opens the journal, applies the records a previous process
+// wrote after its last checkpoint, and checkpoints (always: Badger's files
+// are then durable and the journal starts a new generation). A journal with a damaged
+// header is renamed aside (it is logged) and a new one started.
+func (q *Queue) openJournal() error {
+	path := filepath.Join(q.opts.Dir, "journal")
+	j, recs, err := openJournal(path, q.opts.journalSize)
+	if errors.Is(err, ErrDamaged) {
+		aside := fmt.Sprintf("%s.damaged-%d", path, q.now().Unix())
+		q.log.Error("queue journal damaged, set aside; commits since the last checkpoint may be missing",
+			"path", path, "aside", aside, "err", err)
+		if rerr := os.Rename(path, aside); rerr != nil {
+			return fmt.Errorf("cannot set damaged queue journal aside: %w", rerr)
+		}
+		j, recs, err = openJournal(path, q.opts.journalSize)
+	}
+	if err != nil {
+		return err
+	}
+	q.jrnl = j
+	if err := replayJournal(q.db, recs); err != nil {
+		_ = j.close()
+		return err
+	}
+	if err := q.checkpointLocked(); err != nil {
+		_ = j.close()
+		return err
+	}
+	if len(recs) > 0 {
+		q.log.Info("queue journal replayed", "records", len(recs))
+	}
+	return nil
+}
+
+// journalLocked appends a batch's record to the journal, checkpointing first
+// when the journal is full. The caller holds q.mu.
+func (q *Queue) journalLocked(rec []byte) error {
+	if !q.jrnl.fits(len(rec) - journalRecHead) {
+		if err := q.checkpointLocked(); err != nil {
+			return err
+		}
+	}
+	return q.jrnl.append(rec)
+}
+
+// checkpointLocked makes Badger's files durable and empties the journal. The
+// caller holds q.mu (or is Open), so no commit runs meanwhile.
+func (q *Queue) checkpointLocked() error {
+	if err := syncBadgerFiles(q.db, q.dbDir); err != nil {
+		return fmt.Errorf("queue checkpoint: %w", err)
+	}
+	if q.opts.testCheckpoint != nil {
+		q.opts.testCheckpoint(q.db)
+	}
+	if err := q.jrnl.reset(); err != nil {
+		return fmt.Errorf("queue checkpoint: %w", err)
+	}
+	return nil
 }
