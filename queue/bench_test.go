@@ -137,7 +137,10 @@ func fill(b *testing.B, q *Queue, n, producers int, prefix string) {
 // BenchmarkLeaseAck: one worker's durable cycle with one outbox row per job:
 // "lease+ack" is Lease then Ack (two commits per job), "acknext" is AckNext,
 // which commits one job's ack with the next job's lease (one commit per job).
+// "disk-ceiling" is the journal alone: one synchronous write of an AckNext-
+// sized record per op, the most any one-commit-per-job cycle can reach here.
 func BenchmarkLeaseAck(b *testing.B) {
+	b.Run("disk-ceiling", benchJournalAppend)
 	for _, mode := range []string{"lease+ack", "acknext"} {
 		b.Run(mode, func(b *testing.B) {
 			q, err := Open(benchOptions(b.TempDir()))
@@ -171,6 +174,29 @@ func BenchmarkLeaseAck(b *testing.B) {
 			reportRate(b, b.N)
 		})
 	}
+}
+
+// benchJournalAppend appends records of 1,100 bytes (an AckNext commit with a
+// 300-byte outbox row) to a journal, one synchronous write each.
+func benchJournalAppend(b *testing.B) {
+	j, _, err := openJournal(filepath.Join(b.TempDir(), "journal"), defaultJournalSize)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer j.close()
+	rec := make([]byte, 1100)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if !j.fits(len(rec) - journalRecHead) {
+			if err := j.reset(); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := j.append(rec); err != nil {
+			b.Fatal(err)
+		}
+	}
+	reportRate(b, b.N)
 }
 
 // BenchmarkLeaseAckBaselineSyncWrites: the same cycle as plain Badger

@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -309,11 +310,63 @@ func cutJournalBytes(b []byte) (field, rest []byte, ok bool) {
 	return b[k : k+int(n)], b[k+int(n):], true
 }
 
-// replayJournal applies the journal's records to db in order. One write
-// batch carries them all (a later write of a key replaces an earlier one in
-// it, as it did when the records were first applied), so replaying a full
-// journal takes a fraction of a second.
-func replayJournal(db *badger.DB, recs [][]byte) error {
+// encodeBatchMark is metaBatchKey's value: a batch's journal generation
+// and sequence.
+func encodeBatchMark(gen, seq uint64) []byte {
+	return binary.LittleEndian.AppendUint64(binary.LittleEndian.AppendUint64(make([]byte, 0, 16), gen), seq)
+}
+
+func decodeBatchMark(b []byte) (gen, seq uint64, ok bool) {
+	if len(b) != 16 {
+		return 0, 0, false
+	}
+	return binary.LittleEndian.Uint64(b), binary.LittleEndian.Uint64(b[8:]), true
+}
+
+// replayJournal applies the journal's records (all of generation gen, with
+// sequences 1 to len(recs)) to db in order.
+//
+// A batch is applied to Badger while its journal record is being written, so
+// a crash can leave Badger holding one batch whose record never reached the
+// journal: the one after the last record. Badger's metaBatchKey then names it,
+// and the batch counts as done (it is atomic in Badger): operations on keys it
+// wrote, which carry its version or a later one, are skipped, so that older
+// records cannot undo part of it.
+//
+// One write batch carries all records (a later write of a key replaces an
+// earlier one in it, as it did when the records were first applied), so
+// replaying a full journal takes a fraction of a second.
+func replayJournal(db *badger.DB, recs [][]byte, gen uint64) error {
+	var floor uint64 // skip keys whose newest version is at least this; 0: none
+	err := db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(metaBatchKey)
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		return item.Value(func(v []byte) error {
+			if g, s, ok := decodeBatchMark(v); ok && g == gen && s == uint64(len(recs))+1 {
+				floor = item.Version()
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("cannot read queue batch mark: %w", err)
+	}
+	var newer func(key []byte) bool
+	if floor > 0 {
+		txn := db.NewTransaction(false)
+		defer txn.Discard()
+		it := txn.NewIterator(badger.IteratorOptions{AllVersions: true})
+		defer it.Close()
+		newer = func(key []byte) bool {
+			it.Seek(key) // the newest version first, deletions included
+			return it.Valid() && bytes.Equal(it.Item().Key(), key) && it.Item().Version() >= floor
+		}
+	}
 	wb := db.NewWriteBatch()
 	defer wb.Cancel()
 	for i, body := range recs {
@@ -322,6 +375,9 @@ func replayJournal(db *badger.DB, recs [][]byte) error {
 			return fmt.Errorf("queue journal record %d: %w", i+1, err)
 		}
 		for _, op := range ops {
+			if newer != nil && newer(op.key) {
+				continue
+			}
 			if op.op == jopDel {
 				err = wb.Delete(op.key)
 			} else {

@@ -36,12 +36,14 @@ type Queue struct {
 
 	maxBatchBytes, maxBatchCount int64
 
-	mu      sync.Mutex
-	closed  bool
-	cur     *batch
-	prevN   int           // operations in the last committed batch
-	readyCh chan struct{} // closed and replaced when a job becomes ready
-	st      memState
+	mu     sync.Mutex
+	closed bool
+	// mustCheckpoint: a commit reached only one of journal and Badger.
+	mustCheckpoint bool
+	cur            *batch
+	prevN          int           // operations in the last committed batch
+	readyCh        chan struct{} // closed and replaced when a job becomes ready
+	st             memState
 }
 
 // memState is what the queue keeps in memory; it is rebuilt from disk at Open.
@@ -392,10 +394,7 @@ func (q *Queue) commitLocked() []func() {
 			err = b.set(metaSeqKey, encodeDone(int64(q.st.seq)))
 		}
 		if err == nil {
-			err = q.journalLocked(b.rec)
-		}
-		if err == nil {
-			err = b.txn.Commit()
+			err = q.applyLocked(b)
 		}
 	}
 	b.txn.Discard()
@@ -672,7 +671,7 @@ func (q *Queue) openJournal() error {
 		return err
 	}
 	q.jrnl = j
-	if err := replayJournal(q.db, recs); err != nil {
+	if err := replayJournal(q.db, recs, j.gen); err != nil {
 		_ = j.close()
 		return err
 	}
@@ -686,15 +685,36 @@ func (q *Queue) openJournal() error {
 	return nil
 }
 
-// journalLocked appends a batch's record to the journal, checkpointing first
-// when the journal is full. The caller holds q.mu.
-func (q *Queue) journalLocked(rec []byte) error {
-	if !q.jrnl.fits(len(rec) - journalRecHead) {
+// applyLocked makes batch b durable and applies it: its journal record is
+// written (one synchronous write) while Badger applies the batch, so the two
+// overlap. Badger may thus hold a batch whose record a crash kept from the
+// journal; the batch mark written with it lets replayJournal handle that. When
+// only one of the two succeeded, the next commit checkpoints first, which
+// makes Badger's state the durable one and drops a record Badger lacks. The
+// caller holds q.mu.
+func (q *Queue) applyLocked(b *batch) error {
+	const markLen = 64 // the batch mark's operation, with room to spare
+	if q.mustCheckpoint || !q.jrnl.fits(len(b.rec)-journalRecHead+markLen) {
 		if err := q.checkpointLocked(); err != nil {
 			return err
 		}
+		q.mustCheckpoint = false
 	}
-	return q.jrnl.append(rec)
+	if err := b.set(metaBatchKey, encodeBatchMark(q.jrnl.gen, q.jrnl.seq+1)); err != nil {
+		return err
+	}
+	applied := make(chan error, 1)
+	b.txn.CommitWith(func(err error) { applied <- err })
+	jerr := q.jrnl.append(b.rec)
+	aerr := <-applied
+	if aerr != nil {
+		aerr = fmt.Errorf("cannot apply batch: %w", aerr)
+	}
+	if err := errors.Join(jerr, aerr); err != nil {
+		q.mustCheckpoint = true
+		return err
+	}
+	return nil
 }
 
 // checkpointLocked makes Badger's files durable and empties the journal. The
