@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"path/filepath"
@@ -139,9 +140,13 @@ func (b badgerLogger) Errorf(f string, a ...any) {
 func (b badgerLogger) Warningf(f string, a ...any) {
 	b.l.Warn("badger", "detail", strings.TrimSpace(fmt.Sprintf(f, a...)))
 }
-func (b badgerLogger) Infof(f string, a ...any) {
-	b.l.Debug("badger", "detail", strings.TrimSpace(fmt.Sprintf(f, a...)))
-}
-func (b badgerLogger) Debugf(f string, a ...any) {
-	b.l.Debug("badger", "detail", strings.TrimSpace(fmt.Sprintf(f, a...)))
+func (b badgerLogger) Infof(f string, a ...any) { b.debug(f, a) }
+
+// Debugf is called on every Badger write: format only when debug is on.
+func (b badgerLogger) Debugf(f string, a ...any) { b.debug(f, a) }
+
+func (b badgerLogger) debug(f string, a []any) {
+	if b.l.Enabled(context.Background(), slog.LevelDebug) {
+		b.l.Debug("badger", "detail", strings.TrimSpace(fmt.Sprintf(f, a...)))
+	}
 }
