@@ -37,7 +37,9 @@ type Options struct {
 }
 
 // Limits on what a single job or message may carry, so that any one operation
-// fits in one Badger transaction.
+// fits in one Badger transaction (with the small-device preset, ~300 KiB: an
+// outbox of maxPayloadLen with up to ~24 topics of maxTopicLen; see
+// TestSmallDeviceLargestOperation).
 const (
 	maxIDLen      = 256
 	maxSourceLen  = 256
@@ -96,6 +98,29 @@ func (o Options) Validate() error {
 // badgerOptions builds the Badger options: synchronous commits (each group
 // commit is one fsync), no conflict detection (one writer at a time), and
 // the small-device preset when asked for.
+//
+// The small-device preset, with the page trimmer (pagetrim_linux.go) and a
+// Go memory limit of about 42 MiB (GOMEMLIMIT), keeps the peak resident
+// memory of a bulk fill (100,000 jobs from 16 producers, BenchmarkRSS100k)
+// around 56 MB, under 64 MB in all but one of 21 runs; see BENCHMARKS.md.
+// Besides mapped table pages (the trimmer's job), what holds memory while
+// Badger writes is its table builders: each takes a buffer of
+// 2×BaseTableSize from a pool that keeps up to 8 of them, compactions finish
+// up to 8 tables at a time, and a buffer grows (and stays grown) when a
+// memtable flush does not fit in it. Hence:
+//   - MemTableSize = BaseTableSize = 2 MB, so a flushed memtable fits in one
+//     builder buffer and every buffer is 4 MB;
+//   - TableSizeMultiplier 1, so deeper levels do not ask for bigger buffers;
+//   - one memtable waiting for flush (NumMemtables 1);
+//   - no index cache: Badger uses it only for encrypted tables.
+//
+// ValueThreshold is the largest Badger accepts for this memtable (15% of it,
+// 307 KiB), above every value the queue writes (at most an outbox row with
+// maxPayloadLen of payload), so every value stays in the LSM tree and the
+// value log holds nothing. A 1 MB threshold would need MemTableSize >= 7 MB,
+// whose 8 MB builder buffers gave fill peaks of 71-86 MB. The same 15% bounds
+// one Badger transaction: one operation must stay under ~300 KiB (see
+// TestSmallDeviceLargestOperation).
 func (o Options) badgerOptions() badger.Options {
 	bo := badger.DefaultOptions(filepath.Join(o.Dir, "db")).
 		WithSyncWrites(true).
@@ -104,17 +129,20 @@ func (o Options) badgerOptions() badger.Options {
 		WithLogger(badgerLogger{o.Logger}).
 		WithMetricsEnabled(false)
 	if o.SmallDevice {
+		const memTable = 2 << 20
 		bo = bo.
-			WithMemTableSize(8 << 20).
-			WithNumMemtables(2).
+			WithMemTableSize(memTable).
+			WithBaseTableSize(memTable).
+			WithNumMemtables(1).
 			WithNumLevelZeroTables(2).
 			WithNumLevelZeroTablesStall(4).
 			WithNumCompactors(2).
-			WithValueThreshold(4 << 10).
+			WithValueThreshold(memTable * 15 / 100).
 			WithValueLogFileSize(64 << 20).
-			WithIndexCacheSize(4 << 20).
+			WithIndexCacheSize(0).
 			WithCompression(options.None).
 			WithBlockCacheSize(0)
+		bo.TableSizeMultiplier = 1
 	}
 	return bo
 }

@@ -24,6 +24,7 @@ type Queue struct {
 	jitter  func() float64
 	db      *badger.DB
 	blobDir string
+	trimmer *pageTrimmer // nil unless SmallDevice (and Linux)
 
 	arriving  atomic.Int64  // operations about to join the current batch
 	kick      chan struct{} // wakes the leader of the current batch
@@ -136,6 +137,10 @@ func Open(opts Options) (*Queue, error) {
 		return nil, err
 	}
 	q.cur = q.newBatch()
+	if opts.SmallDevice {
+		// Started after load so that Open's scan of the records is not slowed.
+		q.trimmer = startPageTrimmer(bo.Dir, q.log)
+	}
 	q.log.Info("queue opened", "dir", opts.Dir, "jobs", q.st.jobs, "dead", q.st.dead,
 		"outbox", q.st.outCount, "bytes", q.st.bytes, "damaged", q.st.damaged)
 	return q, nil
@@ -480,6 +485,7 @@ func (q *Queue) Close() error {
 		q.mu.Unlock()
 		runAll(after)
 		close(q.closing)
+		q.trimmer.Stop()
 		if err := q.db.Close(); err != nil {
 			q.closeErr = fmt.Errorf("cannot close queue database: %w", err)
 		}
