@@ -43,7 +43,9 @@ type Options struct {
 }
 
 // Limits on what a single job or message may carry, so that any one operation
-// fits in one Badger transaction.
+// fits in one Badger transaction (with the small-device preset, ~300 KiB: an
+// outbox of maxPayloadLen with up to ~24 topics of maxTopicLen; see
+// TestSmallDeviceLargestOperation).
 const (
 	maxIDLen      = 256
 	maxSourceLen  = 256
@@ -102,32 +104,53 @@ func (o Options) Validate() error {
 }
 
 // badgerOptions builds the Badger options: no syncs of Badger's own logs (the
-// queue's journal makes each group commit durable with one fdatasync, and a
-// checkpoint syncs Badger's files), every value in the LSM tree (the largest
-// value the queue writes is far below the 1 MB threshold, so the value log
-// holds nothing that would need syncing or GC), no conflict detection (one
-// writer at a time), and the small-device preset when asked for.
+// queue's journal makes each group commit durable with one synchronous write,
+// and a checkpoint syncs Badger's files), every value in the LSM tree, no
+// conflict detection (one writer at a time), and the small-device preset when
+// asked for.
+//
+// ValueThreshold is the largest Badger accepts (1 MB, or 15% of the memtable:
+// 307 KiB with the preset), above every value the queue writes (at most an
+// outbox row with maxPayloadLen of payload), so the value log holds nothing
+// that would need syncing or GC. The same 15% bounds one Badger transaction:
+// one operation must stay under it (see TestSmallDeviceLargestOperation).
+//
+// The small-device preset, with the page trimmer (pagetrim_linux.go) and a
+// Go memory limit of about 42 MiB (GOMEMLIMIT), keeps the peak resident
+// memory of a bulk fill (100,000 jobs from 16 producers, BenchmarkRSS100k)
+// near 56 MB; see BENCHMARKS.md. Besides mapped table pages (the trimmer's
+// job), what holds memory while Badger writes is its table builders: each
+// takes a buffer of 2×BaseTableSize from a pool that keeps up to 8 of them,
+// compactions finish up to 8 tables at a time, and a buffer grows (and stays
+// grown) when a memtable flush does not fit in it. Hence:
+//   - MemTableSize = BaseTableSize = 2 MB, so a flushed memtable fits in one
+//     builder buffer and every buffer is 4 MB;
+//   - TableSizeMultiplier 1, so deeper levels do not ask for bigger buffers;
+//   - one memtable waiting for flush (NumMemtables 1);
+//   - no index cache: Badger uses it only for encrypted tables.
 func (o Options) badgerOptions() badger.Options {
 	bo := badger.DefaultOptions(filepath.Join(o.Dir, "db")).
 		WithSyncWrites(false).
-		WithValueThreshold(maxValueInLSM).
 		WithDetectConflicts(false).
 		WithNumVersionsToKeep(1).
 		WithLogger(badgerLogger{o.Logger}).
 		WithMetricsEnabled(false)
 	if o.SmallDevice {
+		const memTable = 2 << 20
 		bo = bo.
-			WithMemTableSize(8 << 20).
-			WithNumMemtables(2).
+			WithMemTableSize(memTable).
+			WithBaseTableSize(memTable).
+			WithNumMemtables(1).
 			WithNumLevelZeroTables(2).
 			WithNumLevelZeroTablesStall(4).
 			WithNumCompactors(2).
 			WithValueLogFileSize(64 << 20).
-			WithIndexCacheSize(4 << 20).
+			WithIndexCacheSize(0).
 			WithCompression(options.None).
 			WithBlockCacheSize(0)
+		bo.TableSizeMultiplier = 1
 	}
-	return bo
+	return bo.WithValueThreshold(min(maxValueInLSM, bo.MemTableSize*15/100))
 }
 
 // badgerLogger forwards Badger's log lines to slog; Badger's info lines are

@@ -25,7 +25,8 @@ type Queue struct {
 	db      *badger.DB
 	dbDir   string
 	blobDir string
-	jrnl    *journal // write-ahead log of every commit; Badger itself does not sync
+	jrnl    *journal     // write-ahead log of every commit; Badger itself does not sync
+	trimmer *pageTrimmer // nil unless SmallDevice (and Linux)
 
 	arriving  atomic.Int64  // operations about to join the current batch
 	kick      chan struct{} // wakes the leader of the current batch
@@ -149,6 +150,10 @@ func Open(opts Options) (*Queue, error) {
 		return nil, err
 	}
 	q.cur = q.newBatch(nil)
+	if opts.SmallDevice {
+		// Started after load so that Open's scan of the records is not slowed.
+		q.trimmer = startPageTrimmer(bo.Dir, q.log)
+	}
 	q.log.Info("queue opened", "dir", opts.Dir, "jobs", q.st.jobs, "dead", q.st.dead,
 		"outbox", q.st.outCount, "bytes", q.st.bytes, "damaged", q.st.damaged)
 	return q, nil
@@ -501,6 +506,7 @@ func (q *Queue) Close() error {
 		q.mu.Unlock()
 		runAll(after)
 		close(q.closing)
+		q.trimmer.Stop()
 		if err := q.db.Close(); err != nil {
 			// The journal keeps its records: the next Open applies them again.
 			q.closeErr = fmt.Errorf("cannot close queue database: %w", err)
