@@ -24,6 +24,10 @@ type Config struct {
 	StateDir string `yaml:"state_dir"`
 	// ControlSocket is the unix socket of the local control API used by the CLI.
 	ControlSocket string `yaml:"control_socket"`
+	// MemoryLimit is the soft limit of the daemon's Go memory (what GOMEMLIMIT
+	// sets, which wins when present); 0 leaves Go's default. The engine child
+	// is a separate process and is not counted.
+	MemoryLimit ByteSize `yaml:"memory_limit"`
 
 	Log     LogConfig     `yaml:"log"`
 	Queue   QueueConfig   `yaml:"queue"`
@@ -165,6 +169,7 @@ func DefaultConfig() Config {
 	return Config{
 		StateDir:      "/var/lib/inferq",
 		ControlSocket: "/run/inferq/control.sock",
+		MemoryLimit:   42 << 20,
 		Log:           LogConfig{Level: "info", Format: "auto"},
 		Queue: QueueConfig{
 			MaxJobs:      100000,
@@ -338,6 +343,9 @@ func (c *Config) Validate() error {
 	}
 	if c.StateDir == "" {
 		bad("state_dir", `""`, "must be set")
+	}
+	if c.MemoryLimit != 0 && c.MemoryLimit < 16<<20 {
+		bad("memory_limit", c.MemoryLimit, "must be 0 (no limit) or at least 16MiB")
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

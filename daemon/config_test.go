@@ -103,6 +103,7 @@ func TestValidateNamesFieldAndValue(t *testing.T) {
 		{"no model", func(c *Config) { c.Model.Path = "" }, `model.path = ""`},
 		{"kind", func(c *Config) { c.Model.Kind = "segmentation" }, `model.kind = "segmentation"`},
 		{"threads", func(c *Config) { c.Model.Threads = 0 }, "model.threads = 0"},
+		{"memory limit", func(c *Config) { c.MemoryLimit = 1 << 20 }, "memory_limit = 1048576"},
 		{"normalize", func(c *Config) { c.Model.Normalize = "zscore" }, `model.normalize = "zscore"`},
 		{"std zero", func(c *Config) { c.Model.Normalize = "mean_std"; c.Model.Std = [3]float32{1, 0, 1} }, "model.std[1] = 0"},
 		{"threshold", func(c *Config) { c.Model.ScoreThreshold = 1.5 }, "model.score_threshold = 1.5"},

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime/debug"
 
 	"github.com/inferq/inferq/daemon"
 )
@@ -30,6 +31,12 @@ func runDaemon(ctx context.Context, args []string, stderr io.Writer) error {
 		return fmt.Errorf("invalid config %s:\n%w", *path, err)
 	}
 	log := newLogger(cfg.Log, stderr)
+	if env := os.Getenv("GOMEMLIMIT"); env != "" {
+		log.Info("memory limit from GOMEMLIMIT", "limit", env)
+	} else if cfg.MemoryLimit > 0 {
+		debug.SetMemoryLimit(int64(cfg.MemoryLimit))
+		log.Info("memory limit", "memory_limit", cfg.MemoryLimit)
+	}
 	exe, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("cannot find own executable for the engine child: %w", err)
