@@ -378,7 +378,7 @@ func BenchmarkReopen100k(b *testing.B) {
 }
 
 // BenchmarkReopenFullJournal: Open after a crash that left a full journal
-// (16 MB of AckNext commits, each with a 300-byte outbox row) for Open to
+// (4 MB of enqueue and AckNext commits, each ack with a 300-byte outbox row) for Open to
 // apply again. Replay is idempotent, so every iteration replays the same
 // journal over the same store.
 func BenchmarkReopenFullJournal(b *testing.B) {

@@ -9,7 +9,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 
 	badger "github.com/dgraph-io/badger/v4"
 	"golang.org/x/sys/unix"
@@ -45,7 +44,7 @@ const (
 	journalRecHead   = 24
 	// defaultJournalSize is the preallocated size of the journal; a checkpoint
 	// runs whenever the next record would not fit.
-	defaultJournalSize = 16 << 20
+	defaultJournalSize = 4 << 20
 
 	jopSet byte = 1
 	jopDel byte = 2
@@ -404,15 +403,12 @@ func syncBadgerFiles(db *badger.DB, dir string) error {
 	if err := db.Sync(); err != nil {
 		return fmt.Errorf("cannot sync queue database: %w", err)
 	}
-	ents, err := os.ReadDir(dir)
+	logs, err := badgerLogFiles(dir)
 	if err != nil {
-		return fmt.Errorf("cannot list queue database dir: %w", err)
+		return err
 	}
-	for _, e := range ents {
+	for _, e := range logs {
 		name := e.Name()
-		if !strings.HasSuffix(name, ".mem") && !strings.HasSuffix(name, ".vlog") {
-			continue
-		}
 		f, err := os.Open(filepath.Join(dir, name))
 		if errors.Is(err, os.ErrNotExist) {
 			continue

@@ -280,18 +280,15 @@ func (q *Queue) load(atOpen bool) (map[string]struct{}, error) {
 // unlinking it; a kill between the two leaves an empty file that makes the
 // next badger.Open fail ("Create a new file"). An empty file holds no data.
 func (q *Queue) removeEmptyLogFiles(dir string) error {
-	ents, err := os.ReadDir(dir)
-	if os.IsNotExist(err) {
+	logs, err := badgerLogFiles(dir)
+	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("cannot list queue database dir: %w", err)
+		return err
 	}
-	for _, e := range ents {
+	for _, e := range logs {
 		name := e.Name()
-		if !strings.HasSuffix(name, ".mem") && !strings.HasSuffix(name, ".vlog") {
-			continue
-		}
 		fi, err := e.Info()
 		if err != nil || !fi.Mode().IsRegular() || fi.Size() != 0 {
 			continue
@@ -302,6 +299,22 @@ func (q *Queue) removeEmptyLogFiles(dir string) error {
 		q.log.Warn("queue removed an empty log file left by an interrupted delete", "file", name)
 	}
 	return nil
+}
+
+// badgerLogFiles lists Badger's log files in dir: memtable write-ahead logs
+// and value logs.
+func badgerLogFiles(dir string) ([]os.DirEntry, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("cannot list queue database dir: %w", err)
+	}
+	logs := ents[:0]
+	for _, e := range ents {
+		if name := e.Name(); strings.HasSuffix(name, ".mem") || strings.HasSuffix(name, ".vlog") {
+			logs = append(logs, e)
+		}
+	}
+	return logs, nil
 }
 
 // removeOrphans deletes blob files no record refers to and temp files left by
