@@ -43,6 +43,12 @@
 // own file deletion leaves behind and that would otherwise stop Badger from
 // opening.
 //
+// Memory: with SmallDevice, Badger uses 2 MB memtables and tables, and on
+// Linux a page trimmer asks the kernel to page out this process's mapped
+// pages of Badger's files as they accumulate (madvise MADV_PAGEOUT; contents
+// never change). With a Go memory limit of about 42 MiB, which the daemon
+// sets, a bulk fill of 100,000 jobs peaks near 56 MB resident.
+//
 // Concurrency: all methods are safe for concurrent use. Open acquires and
 // recovers, Run runs the timers (lease expiry, retry wake-ups, value-log GC)
 // and Close commits what is pending and closes the database; Close may be
