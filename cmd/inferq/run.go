@@ -35,7 +35,7 @@ func runDaemon(ctx context.Context, args []string, stderr io.Writer) error {
 		log.Info("memory limit from GOMEMLIMIT", "limit", env)
 	} else if cfg.MemoryLimit > 0 {
 		debug.SetMemoryLimit(int64(cfg.MemoryLimit))
-		log.Info("memory limit", "memory_limit", cfg.MemoryLimit)
+		log.Info("memory limit", "memory_limit_mib", int64(cfg.MemoryLimit)>>20)
 	}
 	exe, err := os.Executable()
 	if err != nil {
