@@ -348,6 +348,7 @@ func TestKill9Daemon(t *testing.T) {
 	// Kill -9 (the whole process group: daemon and engine child) once some results are out.
 	results := map[string]ResultMessage{}
 	files := map[string]string{}
+	recovered := 0 // the most recovered_commits any health message reported
 	readUntil := func(want int, timeout time.Duration) {
 		deadline := time.Now().Add(timeout)
 		for len(results) < want {
@@ -358,6 +359,12 @@ func TestKill9Daemon(t *testing.T) {
 			topic, payload, _ := strings.Cut(line, " ")
 			if strings.HasSuffix(topic, "/available") && payload == "offline" {
 				t.Log("broker announced offline (will)")
+			}
+			if strings.HasSuffix(topic, "/health") {
+				var h Health
+				if err := json.Unmarshal([]byte(payload), &h); err == nil {
+					recovered = max(recovered, h.Queue.RecoveredCommits)
+				}
 			}
 			if !strings.Contains(topic, "/results/") {
 				continue
@@ -375,6 +382,9 @@ func TestKill9Daemon(t *testing.T) {
 		}
 	}
 	readUntil(5, 60*time.Second)
+	if recovered != 0 {
+		t.Errorf("first run on a fresh state dir reported %d recovered commits", recovered)
+	}
 	if err := syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -396,6 +406,10 @@ func TestKill9Daemon(t *testing.T) {
 		if r := results[id]; r.Status != StatusOK {
 			t.Errorf("%s: status %s: %s", f, r.Status, r.Error)
 		}
+	}
+	// The restart applied the journal's commits again and health says so.
+	if recovered == 0 {
+		t.Errorf("no health message after the kill reported recovered commits")
 	}
 	// A clean stop says "stopped" on the availability topic.
 	_ = cmd.Process.Signal(syscall.SIGTERM)

@@ -70,7 +70,7 @@ func TestGoldenHealth(t *testing.T) {
 		model:  infer.ModelInfo{Name: "mobilenet.tflite", SHA256: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", LoadedAt: t0, Runtime: "tflite", Kind: "classification"},
 		engine: engineStats{Restarts: 1, Crashes: 1},
 		queue: queue.Stats{Ready: map[int]int{0: 10, 5: 2}, ReadyTotal: 12, Leased: 1, Delayed: 3, Dead: 2, Outbox: 4,
-			Bytes: 123456, OldestReady: 95 * time.Second, OutboxOldest: 30 * time.Second, Full: false, Expired: 1, MaxJobs: 100000, MaxBytes: 2 << 30},
+			Bytes: 123456, OldestReady: 95 * time.Second, OutboxOldest: 30 * time.Second, Full: false, Expired: 1, Recovered: 7, MaxJobs: 100000, MaxBytes: 2 << 30},
 		worker: workerSnapshot{WorkerStats: WorkerStats{Done: 1000, Retried: 3, Dead: 2, LastError: "job 7d1e attempt 1: image: cannot decode", LastErrorAt: t0.Add(80 * time.Minute)},
 			P50: 6 * time.Millisecond, P90: 9 * time.Millisecond, P99: 15 * time.Millisecond, PerMinute: 120},
 		mqtt:  &HealthMQTT{Connected: false, Reconnects: 2, Published: 1004, LastError: "connection refused"},

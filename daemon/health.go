@@ -75,6 +75,9 @@ type HealthQueue struct {
 	Full       bool           `json:"full"`
 	Expired    uint64         `json:"expired"`
 	Damaged    uint64         `json:"damaged"`
+	// RecoveredCommits > 0: the previous run did not close the queue (crash,
+	// kill or power cut) and this many commits were applied again at start.
+	RecoveredCommits int `json:"recovered_commits"`
 }
 
 // HealthJobs are outcomes since start, the recent rate and run latency.
@@ -153,7 +156,7 @@ func buildHealth(in healthInputs) Health {
 			Depth: in.queue.ReadyTotal, ByPriority: map[string]int{}, Leased: in.queue.Leased,
 			Delayed: in.queue.Delayed, Dead: in.queue.Dead, OldestAgeS: in.queue.OldestReady.Seconds(),
 			Bytes: in.queue.Bytes, MaxJobs: in.queue.MaxJobs, MaxBytes: in.queue.MaxBytes, Full: in.queue.Full,
-			Expired: in.queue.Expired, Damaged: in.queue.Damaged,
+			Expired: in.queue.Expired, Damaged: in.queue.Damaged, RecoveredCommits: in.queue.Recovered,
 		},
 		Jobs: HealthJobs{Done: in.worker.Done, Retried: in.worker.Retried, Dead: in.worker.Dead, PerMinute: in.worker.PerMinute,
 			P50MS: ms(in.worker.P50), P90MS: ms(in.worker.P90), P99MS: ms(in.worker.P99)},

@@ -156,8 +156,8 @@ func TestQueueReplaysJournalAfterCrash(t *testing.T) {
 	crash(t, q)
 
 	q = mustOpen(t, o)
-	if st := q.Stats(); st.ReadyTotal != 2 {
-		t.Fatalf("after reopen: %+v, want 2 ready", st)
+	if st := q.Stats(); st.ReadyTotal != 2 || st.Recovered != 2 {
+		t.Fatalf("after reopen: %+v, want 2 ready and 2 recovered records (the enqueue of kept, the hand-made one)", st)
 	}
 	if l := poll(t, q); l == nil || l.Job.ID != "journaled" {
 		t.Fatalf("first lease: %+v, want the journaled job (priority 7)", l)

@@ -18,15 +18,16 @@ import (
 
 // Queue is a durable priority queue. Its methods are safe for concurrent use.
 type Queue struct {
-	opts    Options
-	log     *slog.Logger
-	now     func() time.Time
-	jitter  func() float64
-	db      *badger.DB
-	dbDir   string
-	blobDir string
-	jrnl    *journal     // write-ahead log of every commit; Badger itself does not sync
-	trimmer *pageTrimmer // nil unless SmallDevice (and Linux)
+	opts      Options
+	log       *slog.Logger
+	now       func() time.Time
+	jitter    func() float64
+	db        *badger.DB
+	dbDir     string
+	blobDir   string
+	jrnl      *journal     // write-ahead log of every commit; Badger itself does not sync
+	recovered int          // journal records applied at Open
+	trimmer   *pageTrimmer // nil unless SmallDevice (and Linux)
 
 	arriving  atomic.Int64  // operations about to join the current batch
 	kick      chan struct{} // wakes the leader of the current batch
@@ -698,8 +699,9 @@ func (q *Queue) openJournal() error {
 		_ = j.close()
 		return err
 	}
-	if len(recs) > 0 {
-		q.log.Info("queue journal replayed", "records", len(recs))
+	if q.recovered = len(recs); q.recovered > 0 {
+		q.log.Warn("queue was not closed by the previous process (crash, kill or power cut): journal applied again",
+			"records", len(recs))
 	}
 	return nil
 }

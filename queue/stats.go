@@ -16,8 +16,12 @@ type Stats struct {
 	Full         bool          // a job of average size would be refused
 	Expired      uint64        // jobs expired since Open
 	Damaged      uint64        // records set aside as damaged (held on disk)
-	MaxJobs      int
-	MaxBytes     int64
+	// Recovered counts the journal records Open applied again: commits the
+	// previous process made without closing the queue (a crash, kill or power
+	// cut). 0 after a clean stop.
+	Recovered int
+	MaxJobs   int
+	MaxBytes  int64
 }
 
 // Stats returns the counters, kept in memory and rebuilt at Open.
@@ -29,16 +33,17 @@ func (q *Queue) Stats() Stats {
 		q.promoteLocked(now)
 	}
 	s := Stats{
-		Ready:    make(map[int]int),
-		Leased:   len(q.st.leases),
-		Delayed:  len(q.st.delayed),
-		Dead:     q.st.dead,
-		Outbox:   q.st.outCount,
-		Bytes:    q.st.bytes,
-		Expired:  q.st.expired,
-		Damaged:  q.st.damaged,
-		MaxJobs:  q.opts.MaxJobs,
-		MaxBytes: q.opts.MaxBytes,
+		Ready:     make(map[int]int),
+		Leased:    len(q.st.leases),
+		Delayed:   len(q.st.delayed),
+		Dead:      q.st.dead,
+		Outbox:    q.st.outCount,
+		Bytes:     q.st.bytes,
+		Expired:   q.st.expired,
+		Damaged:   q.st.damaged,
+		Recovered: q.recovered,
+		MaxJobs:   q.opts.MaxJobs,
+		MaxBytes:  q.opts.MaxBytes,
 	}
 	var oldest int64
 	for p := range q.st.ready {

@@ -63,6 +63,9 @@ func runStatus(ctx context.Context, args []string, stdout io.Writer) error {
 	fmt.Fprintf(tw, "model\t%s sha256:%.12s loaded %s\n", h.Model.Name, h.Model.SHA256, h.Model.LoadedAt.Format(time.RFC3339))
 	fmt.Fprintf(tw, "queue\t%d ready%s, %d leased, %d delayed, %d dead, oldest %.1fs, %d bytes, full=%v\n",
 		h.Queue.Depth, byPriority(h.Queue.ByPriority), h.Queue.Leased, h.Queue.Delayed, h.Queue.Dead, h.Queue.OldestAgeS, h.Queue.Bytes, h.Queue.Full)
+	if h.Queue.RecoveredCommits > 0 {
+		fmt.Fprintf(tw, "  start	the last run did not stop cleanly (crash, kill or power cut): %d commits applied again from the journal\n", h.Queue.RecoveredCommits)
+	}
 	fmt.Fprintf(tw, "jobs\t%d done, %d retried, %d dead, %d/min, p50 %.1fms p99 %.1fms\n",
 		h.Jobs.Done, h.Jobs.Retried, h.Jobs.Dead, h.Jobs.PerMinute, h.Jobs.P50MS, h.Jobs.P99MS)
 	fmt.Fprintf(tw, "engine\t%d restarts, %d crashes, %d timeouts\n", h.Engine.Restarts, h.Engine.Crashes, h.Engine.Timeouts)
