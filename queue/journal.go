@@ -57,14 +57,12 @@ type journal struct {
 	gen  uint64
 	seq  uint64 // sequence of the last record written in this generation
 	off  int64  // where the next record goes
-	hdr  []byte
 }
 
 // openJournal opens (creating and preallocating if needed) the journal at path.
 // It returns the records of the current generation, which the caller must
-// apply to Badger and then checkpoint. A journal whose header is damaged is
-// renamed aside (named in the returned error's text via the logger by the
-// caller) and a fresh one is created.
+// apply to Badger and then checkpoint. A damaged header gives an ErrDamaged
+// error; the caller sets that journal aside and opens a fresh one.
 func openJournal(path string, size int64) (*journal, [][]byte, error) {
 	if size < journalStart+1024 {
 		size = defaultJournalSize
