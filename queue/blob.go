@@ -28,6 +28,16 @@ func (q *Queue) writeBlob(data []byte) (string, error) {
 		return "", fmt.Errorf("cannot create blob: %w", err)
 	}
 	_, err = f.Write(data)
+	if err := q.finishBlob(f, tmp, name, err); err != nil {
+		return "", fmt.Errorf("cannot write blob: %w", err)
+	}
+	return name, nil
+}
+
+// finishBlob syncs and closes f, the temp file tmp, and renames it to name in
+// the blob dir. When any step fails, or err (from writing f) is not nil, the
+// temp file is removed and the first error returned.
+func (q *Queue) finishBlob(f *os.File, tmp, name string, err error) error {
 	if err == nil {
 		err = f.Sync()
 	}
@@ -39,9 +49,8 @@ func (q *Queue) writeBlob(data []byte) (string, error) {
 	}
 	if err != nil {
 		_ = os.Remove(tmp)
-		return "", fmt.Errorf("cannot write blob: %w", err)
 	}
-	return name, nil
+	return err
 }
 
 // adoptBlob takes the regular file src into the blob dir: a hard link when src
@@ -71,17 +80,7 @@ func (q *Queue) adoptBlob(src string) (name string, size int64, sum [32]byte, er
 	if _, err = f.Seek(0, io.SeekStart); err == nil {
 		size, err = io.Copy(h, f)
 	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, filepath.Join(q.blobDir, name))
-	}
-	if err != nil {
-		_ = os.Remove(tmp)
+	if err = q.finishBlob(f, tmp, name, err); err != nil {
 		return "", 0, sum, fmt.Errorf("cannot adopt image file: %w", err)
 	}
 	copy(sum[:], h.Sum(nil))
