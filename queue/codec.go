@@ -32,10 +32,6 @@ const (
 
 var metaSeqKey = []byte("mseq")
 
-// metaBatchKey holds the journal generation and sequence of the last batch
-// applied to Badger (see replayJournal).
-var metaBatchKey = []byte("mbatch")
-
 func idKey(prefix byte, id string) []byte {
 	k := make([]byte, 1+len(id))
 	k[0] = prefix

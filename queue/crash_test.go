@@ -43,6 +43,8 @@ func TestMain(m *testing.M) {
 		os.Exit(crashChild())
 	case "poison":
 		os.Exit(poisonChild())
+	case "open":
+		os.Exit(openChild())
 	default:
 		fmt.Fprintln(os.Stderr, "unknown child mode")
 		os.Exit(2)

@@ -30,12 +30,15 @@ var (
 
 // FullError is the error Enqueue returns when a limit is reached.
 type FullError struct {
-	Limit string // "max_jobs" or "max_bytes"
-	Value int64  // jobs or bytes held plus the new job's
-	Max   int64  // the configured limit
+	Limit string // "max_jobs", "max_bytes" or "disk_reserve"
+	Value int64  // jobs or bytes held plus the new job's; for disk_reserve the free bytes
+	Max   int64  // the configured limit; for disk_reserve the reserve in bytes
 }
 
 func (e *FullError) Error() string {
+	if e.Limit == "disk_reserve" {
+		return fmt.Sprintf("queue full: disk nearly full: %s free, reserve %s", mib(e.Value), mib(e.Max))
+	}
 	return fmt.Sprintf("queue full: %s would be %d, limit %d", e.Limit, e.Value, e.Max)
 }
 

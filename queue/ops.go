@@ -136,6 +136,15 @@ func (q *Queue) Enqueue(ctx context.Context, j NewJob) (EnqueueResult, error) {
 	if err := j.validate(); err != nil {
 		return EnqueueResult{}, err
 	}
+	need := int64(len(j.Image))
+	if j.ImageFile != "" {
+		if fi, err := os.Stat(j.ImageFile); err == nil {
+			need = fi.Size()
+		}
+	}
+	if err := q.disk.admit(need); err != nil {
+		return EnqueueResult{}, err
+	}
 	rec := &record{State: stReady, Priority: uint8(j.Priority), Source: j.Source, Meta: j.Meta}
 	if !j.Deadline.IsZero() {
 		rec.Deadline = j.Deadline.UnixNano()
@@ -350,6 +359,10 @@ func (q *Queue) leaseLocked(b *batch) (l *Lease, _ *batch, wait <-chan struct{},
 	now := nowT.UnixNano()
 	q.promoteLocked(now)
 	wait = q.readyCh
+	if q.disk.holdLeases() {
+		// Below the disk floor: keep what is left for settling and the outbox.
+		return nil, b, wait, now + int64(time.Second), nil
+	}
 	var after []func()
 	defer runLater(&after)
 	for p := 9; p >= 0; p-- {

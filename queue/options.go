@@ -26,6 +26,10 @@ type Options struct {
 	CommitWindow time.Duration // longest a commit waits for more concurrent writers (default 2ms)
 	GCInterval   time.Duration // value-log GC ticker in Run (default 5m)
 	SmallDevice  bool          // Badger preset for small devices (see DESIGN.md)
+	// DiskReserve is the free space kept on the state file system (disk.go):
+	// below it Enqueue refuses new jobs. 0: three times the journal and two
+	// memtables (24 MiB with SmallDevice); negative: no reserve (tests only).
+	DiskReserve int64
 	// OnExpired, when set, supplies outbox rows written in the same transaction
 	// that moves an expired job to the dead set. It runs under the queue's lock:
 	// it must be quick and must not call the queue.
@@ -40,6 +44,9 @@ type Options struct {
 	// testCheckpoint, set by tests, runs at each checkpoint once Badger's
 	// files are durable and before the journal is emptied.
 	testCheckpoint func(*badger.DB)
+	// testJournaled, set by tests, runs once a batch's journal record is
+	// durable and before the batch is applied to Badger.
+	testJournaled func()
 }
 
 // Limits on what a single job or message may carry, so that any one operation

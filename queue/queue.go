@@ -28,6 +28,8 @@ type Queue struct {
 	jrnl      *journal     // write-ahead log of every commit; Badger itself does not sync
 	recovered int          // journal records applied at Open
 	trimmer   *pageTrimmer // nil unless SmallDevice (and Linux)
+	disk      *diskGuard
+	volatile  string // name of the volatile file system the state is on, if it is
 
 	arriving  atomic.Int64  // operations about to join the current batch
 	kick      chan struct{} // wakes the leader of the current batch
@@ -40,7 +42,7 @@ type Queue struct {
 
 	mu     sync.Mutex
 	closed bool
-	// mustCheckpoint: a commit reached only one of journal and Badger.
+	// mustCheckpoint: a commit failed half-way (journal or Badger).
 	mustCheckpoint bool
 	cur            *batch
 	prevN          int           // operations in the last committed batch
@@ -120,6 +122,9 @@ func Open(opts Options) (*Queue, error) {
 	if err := os.MkdirAll(q.blobDir, 0o700); err != nil {
 		return nil, fmt.Errorf("cannot create queue dir: %w", err)
 	}
+	if err := q.checkDiskAtOpen(); err != nil {
+		return nil, err
+	}
 	bo := opts.badgerOptions()
 	if err := q.removeEmptyLogFiles(bo.Dir); err != nil {
 		return nil, err
@@ -158,6 +163,39 @@ func Open(opts Options) (*Queue, error) {
 	q.log.Info("queue opened", "dir", opts.Dir, "jobs", q.st.jobs, "dead", q.st.dead,
 		"outbox", q.st.outCount, "bytes", q.st.bytes, "damaged", q.st.damaged)
 	return q, nil
+}
+
+// checkDiskAtOpen makes sure Open has room to write (see disk.go): when the
+// state file system is fuller than that, the ballast file is given back; when
+// that is not enough, Open stops here with a *DiskFullError before Badger
+// maps anything. It also warns about a volatile file system.
+func (q *Queue) checkDiskAtOpen() error {
+	reserve := q.opts.DiskReserve
+	if reserve == 0 {
+		reserve = q.opts.defaultDiskReserve()
+	}
+	q.disk = &diskGuard{dir: q.opts.Dir, reserve: max(reserve, 0), ballast: filepath.Join(q.opts.Dir, "ballast"), now: time.Now}
+	d, err := q.disk.look(true)
+	if err != nil {
+		q.log.Warn("queue cannot tell free disk space; no reserve is kept", "err", err)
+		return nil
+	}
+	if d.fsType != "" {
+		q.volatile = d.fsType
+		q.log.Error("queue state is on a volatile file system: nothing queued survives a reboot or power cut",
+			"dir", q.opts.Dir, "fs", d.fsType)
+	}
+	need := q.disk.floor()
+	if d.free >= need {
+		return nil
+	}
+	if q.disk.releaseBallast() {
+		q.log.Warn("queue disk nearly full at open: ballast file given back", "free", mib(d.free), "need", mib(need))
+		if d, err = q.disk.look(true); err != nil || d.free >= need {
+			return nil
+		}
+	}
+	return &DiskFullError{Dir: q.opts.Dir, Free: d.free, Need: need}
 }
 
 // load rebuilds the in-memory state from disk. At Open (atOpen) every leased
@@ -541,6 +579,9 @@ func (q *Queue) Run(ctx context.Context) error {
 	defer gc.Stop()
 	tick := time.NewTicker(min(time.Second, q.opts.LeaseTimeout/4+time.Millisecond))
 	defer tick.Stop()
+	ballast := time.NewTicker(10 * time.Second)
+	defer ballast.Stop()
+	q.keepBallast()
 	for {
 		select {
 		case <-ctx.Done():
@@ -555,7 +596,16 @@ func (q *Queue) Run(ctx context.Context) error {
 			q.mu.Unlock()
 		case <-gc.C:
 			q.runGC()
+		case <-ballast.C:
+			q.keepBallast()
 		}
+	}
+}
+
+// keepBallast writes the ballast file when it is missing and there is room.
+func (q *Queue) keepBallast() {
+	if err := q.disk.keepBallast(); err != nil {
+		q.log.Warn("queue ballast file", "err", err)
 	}
 }
 
@@ -691,7 +741,7 @@ func (q *Queue) openJournal() error {
 		return err
 	}
 	q.jrnl = j
-	if err := replayJournal(q.db, recs, j.gen); err != nil {
+	if err := replayJournal(q.db, recs); err != nil {
 		_ = j.close()
 		return err
 	}
@@ -706,34 +756,29 @@ func (q *Queue) openJournal() error {
 	return nil
 }
 
-// applyLocked makes batch b durable and applies it: its journal record is
-// written (one synchronous write) while Badger applies the batch, so the two
-// overlap. Badger may thus hold a batch whose record a crash kept from the
-// journal; the batch mark written with it lets replayJournal handle that. When
-// only one of the two succeeded, the next commit checkpoints first, which
-// makes Badger's state the durable one and drops a record Badger lacks. The
-// caller holds q.mu.
+// applyLocked makes batch b durable, then applies it: its journal record is
+// written (one synchronous write) and only then is the batch committed to
+// Badger, so nothing is visible (to OutboxPeek, say) before it is durable.
+// When either step fails, the next commit checkpoints first: that makes
+// Badger's state the durable one and drops a record Badger lacks (or half a
+// record the failed write may have left). The caller holds q.mu.
 func (q *Queue) applyLocked(b *batch) error {
-	const markLen = 64 // the batch mark's operation, with room to spare
-	if q.mustCheckpoint || !q.jrnl.fits(len(b.rec)-journalRecHead+markLen) {
+	if q.mustCheckpoint || !q.jrnl.fits(len(b.rec)-journalRecHead) {
 		if err := q.checkpointLocked(); err != nil {
 			return err
 		}
 		q.mustCheckpoint = false
 	}
-	if err := b.set(metaBatchKey, encodeBatchMark(q.jrnl.gen, q.jrnl.seq+1)); err != nil {
-		return err
-	}
-	applied := make(chan error, 1)
-	b.txn.CommitWith(func(err error) { applied <- err })
-	jerr := q.jrnl.append(b.rec)
-	aerr := <-applied
-	if aerr != nil {
-		aerr = fmt.Errorf("cannot apply batch: %w", aerr)
-	}
-	if err := errors.Join(jerr, aerr); err != nil {
+	if err := q.jrnl.append(b.rec); err != nil {
 		q.mustCheckpoint = true
 		return err
+	}
+	if q.opts.testJournaled != nil {
+		q.opts.testJournaled()
+	}
+	if err := b.txn.Commit(); err != nil {
+		q.mustCheckpoint = true
+		return fmt.Errorf("cannot apply batch: %w", err)
 	}
 	return nil
 }

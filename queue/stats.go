@@ -22,6 +22,15 @@ type Stats struct {
 	Recovered int
 	MaxJobs   int
 	MaxBytes  int64
+	// The state file system: free bytes (-1 when it cannot be told), the
+	// reserve kept there, whether new jobs are refused for it (DiskFull) and
+	// whether leasing is held too (below a third of the reserve).
+	DiskFree    int64
+	DiskReserve int64
+	DiskFull    bool
+	LeasesHeld  bool
+	DiskRefused uint64 // enqueues refused for the reserve since Open
+	Volatile    string // "tmpfs" or "ramfs" when the state is on one: nothing survives a reboot
 }
 
 // Stats returns the counters, kept in memory and rebuilt at Open.
@@ -44,6 +53,18 @@ func (q *Queue) Stats() Stats {
 		Recovered: q.recovered,
 		MaxJobs:   q.opts.MaxJobs,
 		MaxBytes:  q.opts.MaxBytes,
+	}
+	s.DiskReserve, s.Volatile, s.DiskFree = q.disk.reserve, q.volatile, -1
+	if d, err := q.disk.look(false); err == nil {
+		s.DiskFree = d.free
+		s.DiskFull = s.DiskReserve > 0 && d.free < s.DiskReserve
+		s.LeasesHeld = s.DiskReserve > 0 && d.free < q.disk.floor()
+	}
+	q.disk.mu.Lock()
+	s.DiskRefused = q.disk.refuse
+	q.disk.mu.Unlock()
+	if s.DiskFull {
+		s.Full = true
 	}
 	var oldest int64
 	for p := range q.st.ready {

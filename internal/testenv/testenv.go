@@ -1,0 +1,43 @@
+// Package testenv holds the gates tests use for what they need from the machine
+// (an external program, root, a loop device). A missing prerequisite skips the
+// test on a developer's machine and fails it when INFERQ_REQUIRE_EXTERNAL=1, as
+// make test and CI set: nothing passes there by skipping.
+package testenv
+
+import (
+	"os"
+	"os/exec"
+	"testing"
+)
+
+// Required reports whether missing prerequisites must fail tests.
+func Required() bool { return os.Getenv("INFERQ_REQUIRE_EXTERNAL") == "1" }
+
+// Need skips t (or fails it under INFERQ_REQUIRE_EXTERNAL=1) when err, which
+// says why what is not available, is not nil.
+func Need(t testing.TB, what string, err error) {
+	t.Helper()
+	if err == nil {
+		return
+	}
+	if Required() {
+		t.Fatalf("%s is required (INFERQ_REQUIRE_EXTERNAL=1) but not available: %v", what, err)
+	}
+	t.Skipf("%s not available: %v", what, err)
+}
+
+// Program returns the path of an external program, gated as Need.
+func Program(t testing.TB, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	Need(t, name, err)
+	return p
+}
+
+// Root gates a test that must run as root (mounting file systems, changing owners).
+func Root(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		Need(t, "root", os.ErrPermission)
+	}
+}

@@ -1,0 +1,193 @@
+package queue
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Badger writes its memtable logs and tables through shared memory maps of
+// sparse files: a store into a page that the file system cannot back (a full
+// disk) is a SIGBUS that kills the process, not an error, and the next Open,
+// which writes into the same maps, dies the same way. The queue therefore
+// never lets its own writes run the state file system dry:
+//
+//   - below DiskReserve free bytes, Enqueue refuses new jobs with a
+//     *FullError (Limit "disk_reserve"): the sources leave their input where
+//     it is (spool files in place, MQTT messages unacknowledged);
+//   - leases, acks, dead-lettering and the outbox keep working inside the
+//     reserve, so the backlog drains and results go out while input waits;
+//   - below a third of the reserve (diskFloor), Lease hands out nothing more
+//     either: what is left is kept for settling leased jobs, the outbox and
+//     Badger's flushes and compactions;
+//   - a ballast file (Dir/ballast, a third of the reserve, written when there
+//     is room) is given back at Open when the disk is fuller than Open needs,
+//     so a box whose disk something else filled up still starts and drains;
+//     and Open refuses with a *DiskFullError, never touching Badger's maps,
+//     when even that is not enough.
+//
+// The default reserve is three times what one Open and one memtable cycle
+// may write: the journal (replayed into Badger) and two memtables (one
+// filling, one flushing into a table).
+
+// DiskFullError is returned by Open when the state file system has less free
+// space than Open needs, even after the ballast file was given back.
+type DiskFullError struct {
+	Dir        string
+	Free, Need int64
+}
+
+func (e *DiskFullError) Error() string {
+	return fmt.Sprintf("disk full: %s has %s free, the queue needs %s to open", e.Dir, mib(e.Free), mib(e.Need))
+}
+
+// Is reports ErrDiskFull so errors.Is works.
+func (e *DiskFullError) Is(target error) bool { return target == ErrDiskFull }
+
+// ErrDiskFull matches a *DiskFullError.
+var ErrDiskFull = errors.New("disk full")
+
+func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
+
+// Volatile file systems: nothing written there survives a reboot.
+var volatileFS = map[int64]string{
+	unix.TMPFS_MAGIC: "tmpfs",
+	unix.RAMFS_MAGIC: "ramfs",
+}
+
+// diskInfo is one look at the state file system.
+type diskInfo struct {
+	free     int64  // bytes available to this process
+	fsType   string // name of a volatile file system, "" otherwise
+	statfsOK bool
+}
+
+func statDisk(dir string) (diskInfo, error) {
+	var s unix.Statfs_t
+	if err := unix.Statfs(dir, &s); err != nil {
+		return diskInfo{}, fmt.Errorf("cannot stat file system of %s: %w", dir, err)
+	}
+	return diskInfo{free: int64(s.Bavail) * int64(s.Bsize), fsType: volatileFS[int64(s.Type)], statfsOK: true}, nil
+}
+
+// defaultDiskReserve is the reserve for Options whose DiskReserve is 0.
+func (o Options) defaultDiskReserve() int64 {
+	j := o.journalSize
+	if j <= 0 {
+		j = defaultJournalSize
+	}
+	return 3 * (j + 2*o.badgerOptions().MemTableSize)
+}
+
+// diskGuard watches the state file system's free space.
+type diskGuard struct {
+	dir     string
+	reserve int64
+	ballast string
+	now     func() time.Time
+
+	mu     sync.Mutex
+	at     time.Time // when free was read
+	info   diskInfo
+	err    error
+	refuse uint64 // enqueues refused for the reserve
+}
+
+// diskCacheFor is how long one statfs answer is used: short next to the time
+// it takes to write a reserve's worth.
+const diskCacheFor = 20 * time.Millisecond
+
+func (g *diskGuard) look(fresh bool) (diskInfo, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	now := g.now()
+	if fresh || !g.info.statfsOK || now.Sub(g.at) > diskCacheFor || now.Before(g.at) {
+		g.info, g.err = statDisk(g.dir)
+		g.at = now
+	}
+	return g.info, g.err
+}
+
+// floor is the free space below which nothing more is leased.
+func (g *diskGuard) floor() int64 { return g.reserve / 3 }
+
+// ballastSize is the size of the ballast file.
+func (g *diskGuard) ballastSize() int64 { return g.reserve / 3 }
+
+// admit checks that need more bytes can be taken in while keeping the
+// reserve; it returns a *FullError when not.
+func (g *diskGuard) admit(need int64) error {
+	if g.reserve <= 0 {
+		return nil
+	}
+	d, err := g.look(false)
+	if err != nil {
+		return nil // a file system that cannot be asked is not called full
+	}
+	if d.free-need < g.reserve {
+		g.mu.Lock()
+		g.refuse++
+		g.mu.Unlock()
+		return &FullError{Limit: "disk_reserve", Value: d.free, Max: g.reserve}
+	}
+	return nil
+}
+
+// holdLeases reports whether free space is below the floor.
+func (g *diskGuard) holdLeases() bool {
+	if g.reserve <= 0 {
+		return false
+	}
+	d, err := g.look(false)
+	return err == nil && d.free < g.floor()
+}
+
+// releaseBallast removes the ballast file; it reports whether there was one.
+func (g *diskGuard) releaseBallast() bool {
+	err := os.Remove(g.ballast)
+	return err == nil
+}
+
+// keepBallast writes the ballast file when it is missing and there is room
+// for it beyond the reserve. Written blocks (not a sparse or fallocated
+// file) so that removing it surely frees them.
+func (g *diskGuard) keepBallast() error {
+	if g.reserve <= 0 {
+		return nil
+	}
+	if fi, err := os.Stat(g.ballast); err == nil && fi.Size() >= g.ballastSize() {
+		return nil
+	}
+	d, err := g.look(true)
+	if err != nil || d.free < g.reserve+g.ballastSize() {
+		return err
+	}
+	tmp := g.ballast + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return fmt.Errorf("cannot create ballast file: %w", err)
+	}
+	err = zeroFill(f, 0, g.ballastSize())
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, g.ballast)
+	}
+	if err == nil {
+		err = syncDir(filepath.Dir(g.ballast))
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("cannot write ballast file: %w", err)
+	}
+	return nil
+}
