@@ -22,18 +22,23 @@ import (
 //     it is (spool files in place, MQTT messages unacknowledged);
 //   - leases, acks, dead-lettering and the outbox keep working inside the
 //     reserve, so the backlog drains and results go out while input waits;
-//   - below a third of the reserve (diskFloor), Lease hands out nothing more
-//     either: what is left is kept for settling leased jobs, the outbox and
-//     Badger's flushes and compactions;
-//   - a ballast file (Dir/ballast, a third of the reserve, written when there
-//     is room) is given back at Open when the disk is fuller than Open needs,
-//     so a box whose disk something else filled up still starts and drains;
-//     and Open refuses with a *DiskFullError, never touching Badger's maps,
-//     when even that is not enough.
+//   - below a quarter of the reserve (the floor), Lease hands out nothing
+//     more either: what is left is kept for settling leased jobs, the outbox
+//     and Badger's flushes and compactions;
+//   - a ballast file (Dir/ballast, a quarter of the reserve, written when
+//     there is room) is given back when something else takes the disk below
+//     the floor while the queue runs, and at Open when the disk has less free
+//     than Open writes, so a box whose disk filled up still starts and
+//     drains; Open refuses with a *DiskFullError, never touching Badger's
+//     maps, when even that is not enough.
 //
-// The default reserve is three times what one Open and one memtable cycle
-// may write: the journal (replayed into Badger) and two memtables (one
-// filling, one flushing into a table).
+// The default reserve is what Badger may write without the queue asking:
+// what Open writes (the journal, replayed into Badger, and two memtables: one
+// filling, one flushing into a table) plus what its compactions may write
+// before they delete their inputs (each of NumCompactors compactors merges
+// up to NumLevelZeroTablesStall level-0 tables, or one table, with up to
+// LevelSizeMultiplier tables of the next level). With SmallDevice: 8 MiB +
+// 2 x 14 x 2 MiB = 64 MiB.
 
 // DiskFullError is returned by Open when the state file system has less free
 // space than Open needs, even after the ballast file was given back.
@@ -72,24 +77,38 @@ func statDisk(dir string) (diskInfo, error) {
 	if err := unix.Statfs(dir, &s); err != nil {
 		return diskInfo{}, fmt.Errorf("cannot stat file system of %s: %w", dir, err)
 	}
-	return diskInfo{free: int64(s.Bavail) * int64(s.Bsize), fsType: volatileFS[int64(s.Type)], statfsOK: true}, nil
+	free := s.Bavail // what an unprivileged process may use
+	if os.Geteuid() == 0 {
+		free = s.Bfree // root may use the blocks ext4 keeps for it too
+	}
+	return diskInfo{free: int64(free) * int64(s.Bsize), fsType: volatileFS[int64(s.Type)], statfsOK: true}, nil
 }
 
-// defaultDiskReserve is the reserve for Options whose DiskReserve is 0.
-func (o Options) defaultDiskReserve() int64 {
+// openDiskNeed is what Open may write: the journal replayed into Badger and
+// two memtables.
+func (o Options) openDiskNeed() int64 {
 	j := o.journalSize
 	if j <= 0 {
 		j = defaultJournalSize
 	}
-	return 3 * (j + 2*o.badgerOptions().MemTableSize)
+	return j + 2*o.badgerOptions().MemTableSize
+}
+
+// defaultDiskReserve is the reserve for Options whose DiskReserve is 0.
+func (o Options) defaultDiskReserve() int64 {
+	bo := o.badgerOptions()
+	compaction := int64(bo.NumCompactors) * int64(bo.NumLevelZeroTablesStall+bo.LevelSizeMultiplier) * bo.BaseTableSize
+	return o.openDiskNeed() + compaction
 }
 
 // diskGuard watches the state file system's free space.
 type diskGuard struct {
-	dir     string
-	reserve int64
-	ballast string
-	now     func() time.Time
+	dir      string
+	reserve  int64
+	openNeed int64
+	ballast  string
+	now      func() time.Time
+	log      func(msg string, args ...any)
 
 	mu     sync.Mutex
 	at     time.Time // when free was read
@@ -114,10 +133,10 @@ func (g *diskGuard) look(fresh bool) (diskInfo, error) {
 }
 
 // floor is the free space below which nothing more is leased.
-func (g *diskGuard) floor() int64 { return g.reserve / 3 }
+func (g *diskGuard) floor() int64 { return g.reserve / 4 }
 
 // ballastSize is the size of the ballast file.
-func (g *diskGuard) ballastSize() int64 { return g.reserve / 3 }
+func (g *diskGuard) ballastSize() int64 { return max(g.reserve/4, g.openNeed) }
 
 // admit checks that need more bytes can be taken in while keeping the
 // reserve; it returns a *FullError when not.
@@ -138,13 +157,24 @@ func (g *diskGuard) admit(need int64) error {
 	return nil
 }
 
-// holdLeases reports whether free space is below the floor.
+// holdLeases reports whether free space is below the floor. Something else
+// took the space when it is (the queue's own input stops at the reserve):
+// the ballast file is given back first.
 func (g *diskGuard) holdLeases() bool {
 	if g.reserve <= 0 {
 		return false
 	}
 	d, err := g.look(false)
-	return err == nil && d.free < g.floor()
+	if err != nil || d.free >= g.floor() {
+		return false
+	}
+	if g.releaseBallast() {
+		g.log("queue disk below its floor while running: ballast file given back", "free", mib(d.free), "floor", mib(g.floor()))
+		if d, err = g.look(true); err == nil && d.free >= g.floor() {
+			return false
+		}
+	}
+	return true
 }
 
 // releaseBallast removes the ballast file; it reports whether there was one.

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/inferq/inferq/internal/testenv"
 )
@@ -59,13 +60,13 @@ func fillDisk(t *testing.T, dir string) string {
 	return path
 }
 
-// TestDiskFullTmpfs fills a real 64 MiB tmpfs with jobs of camera-sized
+// TestDiskFullTmpfs fills a real 160 MiB tmpfs with jobs of camera-sized
 // images: Enqueue refuses with the disk reserve's FullError before the file
 // system is full (so Badger never writes into a page it cannot back: that
 // would be SIGBUS and kill this test binary), leases and acks with results go
 // on inside the reserve, and every job taken in gets its result.
 func TestDiskFullTmpfs(t *testing.T) {
-	mnt := mountTmpfs(t, 64<<20)
+	mnt := mountTmpfs(t, 160<<20)
 	dir := filepath.Join(mnt, "queue")
 	o := testOptions(t, dir, nil)
 	q := mustOpen(t, o)
@@ -84,7 +85,7 @@ func TestDiskFullTmpfs(t *testing.T) {
 		}
 		taken = append(taken, id)
 		if i > 1000 {
-			t.Fatal("a 64 MiB file system took 300 MB of images")
+			t.Fatal("a 160 MiB file system took 300 MB of images")
 		}
 	}
 	st := q.Stats()
@@ -96,7 +97,7 @@ func TestDiskFullTmpfs(t *testing.T) {
 		t.Fatalf("Stats.Volatile = %q, want tmpfs", st.Volatile)
 	}
 	if len(taken) < 40 {
-		t.Fatalf("only %d jobs taken on a 64 MiB file system with a %s reserve", len(taken), mib(st.DiskReserve))
+		t.Fatalf("only %d jobs taken on a 160 MiB file system with a %s reserve", len(taken), mib(st.DiskReserve))
 	}
 	// Drain inside the reserve: every job is leased and acked with a result
 	// of detector size; the publisher deletes rows as it goes.
@@ -135,7 +136,7 @@ func TestDiskFullTmpfs(t *testing.T) {
 // leases); with no ballast it refuses with a DiskFullError instead of letting
 // Badger fault; once space returns, everything acknowledged is there.
 func TestOpenOnFullDisk(t *testing.T) {
-	mnt := mountTmpfs(t, 64<<20)
+	mnt := mountTmpfs(t, 96<<20)
 	dir := filepath.Join(mnt, "queue")
 	o := testOptions(t, dir, nil)
 	q := mustOpen(t, o)
@@ -195,5 +196,128 @@ func TestOpenOnFullDisk(t *testing.T) {
 		if err := q.Ack(ctx, l); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// TestDiskFullBrokerDown is the worst case for the reserve: small images
+// (inline in Badger, so acks free almost nothing until compaction) fill a
+// real tmpfs, and the broker is away, so every ack adds a 1 KB result that
+// stays in the outbox. The worker goes on inside the reserve until leasing
+// is held at the floor; nothing faults, and every result acked is there.
+// The log line gives how many jobs a full box still finishes that way.
+func TestDiskFullBrokerDown(t *testing.T) {
+	mnt := mountTmpfs(t, 128<<20)
+	o := testOptions(t, filepath.Join(mnt, "queue"), nil)
+	q := mustOpen(t, o)
+	q.keepBallast() // Run does this every 10 s
+	ctx := context.Background()
+	img := bytes.Repeat([]byte{7}, 3000)
+	queued := 0
+	for ; ; queued++ {
+		_, err := q.Enqueue(ctx, NewJob{ID: fmt.Sprintf("s%06d", queued), Image: img})
+		if errors.Is(err, ErrFull) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("enqueue %d: %v", queued, err)
+		}
+	}
+	st := q.Stats()
+	t.Logf("queued %d jobs of 3,000 bytes; refused at %s free", queued, mib(st.DiskFree))
+	// Something else takes the disk below the floor: the ballast is given back
+	// and work goes on; it takes that too: nothing more is leased.
+	filler := filepath.Join(mnt, "other")
+	f, err := os.Create(filler)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	take := func(leave int64) { // leave about that much free
+		d, err := statDisk(mnt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.free > leave {
+			if _, err := f.Write(make([]byte, d.free-leave)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		time.Sleep(2 * diskCacheFor) // the free space is read again
+	}
+	// (Badger frees and takes a few MiB as it flushes and compacts: aim well
+	// below the floor for the first step, and top up in the second.)
+	take(q.disk.floor() / 2)
+	var leases []*Lease
+	if l := poll(t, q); l == nil {
+		t.Fatalf("below the floor with a ballast file: nothing leased (stats %+v)", q.Stats())
+	} else {
+		leases = append(leases, l)
+	}
+	if _, err := os.Stat(filepath.Join(o.Dir, "ballast")); !os.IsNotExist(err) {
+		t.Fatalf("below the floor: ballast file still there (%v)", err)
+	}
+	held := false
+	for deadline := time.Now().Add(5 * time.Second); !held && time.Now().Before(deadline); {
+		take(q.disk.floor() - 2<<20)
+		if l := poll(t, q); l != nil {
+			leases = append(leases, l)
+			continue
+		}
+		held = q.Stats().LeasesHeld
+	}
+	if !held {
+		t.Fatalf("below the floor, no ballast: leases not held (stats %+v)", q.Stats())
+	}
+	f.Close()
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * diskCacheFor) // the free space is read again
+	result := bytes.Repeat([]byte("r"), 1000)
+	acked := 0
+	for _, l := range leases {
+		if err := q.Ack(ctx, l, OutboxMsg{Topic: "r", Payload: result}); err != nil {
+			t.Fatal(err)
+		}
+		acked++
+	}
+	for l := poll(t, q); l != nil; acked++ {
+		next, err := q.AckNext(ctx, l, OutboxMsg{Topic: "r", Payload: result})
+		if err != nil {
+			t.Fatalf("ack %d: %v", acked, err)
+		}
+		l = next
+		if l == nil {
+			l = poll(t, q)
+		}
+	}
+	st = q.Stats()
+	t.Logf("broker away: %d jobs finished after the refusal, outbox %d rows; leasing held: %v at %s free",
+		acked, st.Outbox, st.LeasesHeld, mib(st.DiskFree))
+	if st.Outbox != acked {
+		t.Fatalf("outbox %d rows for %d acks", st.Outbox, acked)
+	}
+	if acked < queued && !st.LeasesHeld {
+		t.Fatalf("stopped after %d of %d jobs without holding leases", acked, queued)
+	}
+	// The broker returns: rows go out and are deleted, all of them.
+	n := 0
+	for {
+		rows, err := q.OutboxPeek(100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rows) == 0 {
+			break
+		}
+		for _, r := range rows {
+			if err := q.OutboxDelete(r.Seq); err != nil {
+				t.Fatalf("outbox delete with a full disk: %v", err)
+			}
+			n++
+		}
+	}
+	if n != acked {
+		t.Fatalf("published %d rows, acked %d", n, acked)
 	}
 }

@@ -3,10 +3,15 @@
 //
 // Durability: Enqueue, Lease, Ack, Nack, Dead, OutboxAppend and the dead-letter
 // operations return only after their changes are on disk. Each group commit
-// is first written to the queue's journal (Dir/journal, a preallocated
-// write-ahead log) with one synchronous write, then applied to Badger, whose
-// own logs are not synced; a checkpoint syncs Badger's files and empties the
-// journal, and Open applies again whatever the journal holds. Concurrent
+// is first written to the queue's journal (Dir/journal, a zero-filled
+// write-ahead log) with one synchronous write, and only then applied to
+// Badger, whose own logs are not synced: nothing is visible to any reader
+// (OutboxPeek included) before it is durable, so nothing is published that a
+// power cut could undo. A checkpoint syncs Badger's files and empties the
+// journal, and Open applies again whatever the journal holds; replay writes
+// nothing to the journal, so an Open killed during replay (twice in a row,
+// say) simply replays again. Journal records start on 4 KiB boundaries: a
+// torn write can damage only the record being written. Concurrent
 // callers share one journal write (group commit); no caller is told of
 // success before its own change is on disk. Large images are files written to
 // a temp name, fsynced, renamed, and the directory fsynced before the job's
@@ -42,6 +47,18 @@
 // Open also removes the empty Badger log files that a kill during Badger's
 // own file deletion leaves behind and that would otherwise stop Badger from
 // opening.
+//
+// Disk space: Badger writes through memory maps of sparse files, where a
+// full disk is SIGBUS rather than an error. The queue keeps DiskReserve free
+// on its file system: below it Enqueue returns a *FullError (Limit
+// "disk_reserve"), while leases, acks, the outbox and dead letters go on;
+// below a quarter of it Lease hands out nothing more. The default reserve is
+// what Badger may write without asking (Open's replay, two memtables, its
+// compactions' outputs before their inputs go), so Badger's writes never meet
+// a full disk by the queue's own doing. When something else fills the disk,
+// a ballast file (a quarter of the reserve) is given back, while running and
+// at Open; with no room even then Open returns a *DiskFullError before Badger
+// maps a file. See disk.go.
 //
 // Memory: with SmallDevice, Badger uses 2 MB memtables and tables, and on
 // Linux a page trimmer asks the kernel to page out this process's mapped

@@ -27,8 +27,8 @@ type Options struct {
 	GCInterval   time.Duration // value-log GC ticker in Run (default 5m)
 	SmallDevice  bool          // Badger preset for small devices (see DESIGN.md)
 	// DiskReserve is the free space kept on the state file system (disk.go):
-	// below it Enqueue refuses new jobs. 0: three times the journal and two
-	// memtables (24 MiB with SmallDevice); negative: no reserve (tests only).
+	// below it Enqueue refuses new jobs. 0: what Badger may write unasked (64
+	// MiB with SmallDevice); negative: no reserve.
 	DiskReserve int64
 	// OnExpired, when set, supplies outbox rows written in the same transaction
 	// that moves an expired job to the dead set. It runs under the queue's lock:

@@ -174,7 +174,8 @@ func (q *Queue) checkDiskAtOpen() error {
 	if reserve == 0 {
 		reserve = q.opts.defaultDiskReserve()
 	}
-	q.disk = &diskGuard{dir: q.opts.Dir, reserve: max(reserve, 0), ballast: filepath.Join(q.opts.Dir, "ballast"), now: time.Now}
+	q.disk = &diskGuard{dir: q.opts.Dir, reserve: max(reserve, 0), openNeed: q.opts.openDiskNeed(),
+		ballast: filepath.Join(q.opts.Dir, "ballast"), now: time.Now, log: q.log.Warn}
 	d, err := q.disk.look(true)
 	if err != nil {
 		q.log.Warn("queue cannot tell free disk space; no reserve is kept", "err", err)
@@ -185,7 +186,10 @@ func (q *Queue) checkDiskAtOpen() error {
 		q.log.Error("queue state is on a volatile file system: nothing queued survives a reboot or power cut",
 			"dir", q.opts.Dir, "fs", d.fsType)
 	}
-	need := q.disk.floor()
+	need := q.disk.openNeed
+	if q.disk.reserve == 0 {
+		need = 0
+	}
 	if d.free >= need {
 		return nil
 	}

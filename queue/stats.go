@@ -24,7 +24,7 @@ type Stats struct {
 	MaxBytes  int64
 	// The state file system: free bytes (-1 when it cannot be told), the
 	// reserve kept there, whether new jobs are refused for it (DiskFull) and
-	// whether leasing is held too (below a third of the reserve).
+	// whether leasing is held too (below a quarter of the reserve).
 	DiskFree    int64
 	DiskReserve int64
 	DiskFull    bool
