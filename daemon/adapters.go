@@ -27,9 +27,12 @@ func (s *spoolSink) Submit(ctx context.Context, it spool.Item) (bool, error) {
 	switch {
 	case errors.Is(err, queue.ErrFull):
 		s.d.pokeHealth()
-		return false, fmt.Errorf("%w: %w", spool.ErrQueueFull, err)
-	case errors.Is(err, queue.ErrInvalid):
-		// Retrying cannot help (say, metadata too large): file it as failed, with the reason.
+		return false, fullError{err, spool.ErrQueueFull}
+	case errors.Is(err, queue.ErrInvalid), spool.IsFileError(err, it.Path):
+		// Retrying cannot help: the job is invalid (say, metadata too large), or the claimed
+		// file itself cannot be read (permission denied, vanished, an I/O error on it: the
+		// error names it.Path). File it as failed, with the reason; the spool goes on. Any
+		// other error (queue closed, its own disk failing) pauses the spool.
 		return false, fmt.Errorf("%w: %w", spool.ErrRefused, err)
 	}
 	if err == nil && !res.Duplicate {
@@ -37,6 +40,24 @@ func (s *spoolSink) Submit(ctx context.Context, it spool.Item) (bool, error) {
 	}
 	return res.Duplicate, err
 }
+
+// Admit tells the spool, before it claims a file onto the state disk, whether the queue
+// would take it now (spool.Admitter).
+func (s *spoolSink) Admit(size int64) error {
+	err := s.d.q.Admit(size)
+	if errors.Is(err, queue.ErrFull) {
+		s.d.pokeHealth()
+		return fullError{err, spool.ErrQueueFull}
+	}
+	return err
+}
+
+// fullError is the queue's refusal (a *queue.FullError, whose text already says "queue
+// full"), matching a transport's queue-full sentinel as well.
+type fullError struct{ err, sentinel error }
+
+func (e fullError) Error() string   { return e.err.Error() }
+func (e fullError) Unwrap() []error { return []error{e.err, e.sentinel} }
 
 // ingestSink turns an MQTT ingest message into a durable job.
 type ingestSink struct{ d *Daemon }
@@ -49,7 +70,7 @@ func (s *ingestSink) Submit(ctx context.Context, it mqtt.IngestItem) (bool, erro
 	switch {
 	case errors.Is(err, queue.ErrFull):
 		s.d.pokeHealth()
-		return false, fmt.Errorf("%w: %w", mqtt.ErrQueueFull, err)
+		return false, fullError{err, mqtt.ErrQueueFull}
 	case errors.Is(err, queue.ErrInvalid):
 		return false, fmt.Errorf("%w: %w", mqtt.ErrRefused, err)
 	}

@@ -85,6 +85,9 @@ type WorkerStats struct {
 	Done, Retried, Dead uint64
 	LastError           string
 	LastErrorAt         time.Time
+	// EngineOKAt is when the engine last worked: a run returned a result, or
+	// a model loaded. Health shows the engine's last error as past after it.
+	EngineOKAt time.Time
 }
 
 const latencyRing = 1024
@@ -191,6 +194,7 @@ func (w *worker) tryLoad(ctx context.Context) {
 	}
 	w.mu.Lock()
 	w.loadErr = nil
+	w.stats.EngineOKAt = w.now()
 	w.mu.Unlock()
 	w.loaded.Store(true)
 	info := w.eng.Info()
@@ -201,6 +205,9 @@ func (w *worker) doReload(ctx context.Context) {
 	err := w.eng.Reload(ctx)
 	w.mu.Lock()
 	w.reloadErr = err
+	if err == nil {
+		w.stats.EngineOKAt = w.now()
+	}
 	w.mu.Unlock()
 	if err != nil {
 		w.noteError(fmt.Errorf("cannot reload model, keeping the loaded one: %w", err))
@@ -228,6 +235,11 @@ func (w *worker) process(ctx context.Context, l *queue.Lease) *queue.Lease {
 		rctx, cancel := context.WithTimeout(ctx, w.jobTimeout)
 		res, err = w.eng.Run(rctx, img)
 		cancel()
+		if err == nil {
+			w.mu.Lock()
+			w.stats.EngineOKAt = w.now()
+			w.mu.Unlock()
+		}
 	}
 	if ctx.Err() != nil {
 		// Shutting down: the run was cut short by us, not by the job. Leave the lease.
@@ -315,9 +327,8 @@ func (w *worker) finish(ctx context.Context, l *queue.Lease, log *slog.Logger, f
 		defer os.Remove(p)
 		o.ImagePath = p
 	}
-	if err := w.arch.Archive(ctx, o); err != nil {
-		log.Warn("cannot archive spool file", "err", err)
-	}
+	// A failure is the archiver's to log and count (health: spool.archive_failures).
+	_ = w.arch.Archive(ctx, o)
 }
 
 func (w *worker) inlineToFile(l *queue.Lease) (string, error) {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,6 +15,8 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/eclipse/paho.mqtt.golang/packets"
+
+	"github.com/inferq/inferq/internal/textutil"
 )
 
 // ErrNotAuthorized is returned (wrapped) when the broker refuses the
@@ -47,7 +50,8 @@ type Outbox interface {
 	OutboxNotify() <-chan struct{}
 }
 
-// Stats are counters since New.
+// Stats are counters since New. Strings that may quote untrusted input
+// (topics, ids, sources) are cut (textutil).
 type Stats struct {
 	Connected      bool
 	Subscribed     bool // ingest subscriptions acknowledged on this connection
@@ -58,13 +62,40 @@ type Stats struct {
 	Received       uint64 // ingest messages received (redeliveries included)
 	Ingested       uint64 // ingest messages that became new jobs
 	Duplicates     uint64 // ingest messages whose job already existed
-	Refused        uint64 // ingest messages refused for good (acked, event sent)
-	Rejected       uint64 // ingest submits that failed transiently (not acked, retried)
-	OutboxErrors   uint64
-	EventsDropped  uint64 // events not sent because the client was offline
-	LastError      string
-	LastErrorAt    time.Time
+	// Refused counts ingest messages refused for good (malformed, too large,
+	// bad id or source, stale topic, refused by the sink): acked, dropped, a
+	// "rejected" event with retry=false sent. LastRefused says why the last
+	// one was (topic and reason).
+	Refused       uint64
+	LastRefused   string
+	LastRefusedAt time.Time
+	// Rejected counts ingest submits that failed transiently (queue full or
+	// failing): the message is not acked and is retried, so one message may
+	// count several times. Refusals are not counted here.
+	Rejected      uint64
+	OutboxErrors  uint64
+	EventsDropped uint64 // events not sent because the client was offline
+	// LastError is the current error: it is moved to PastError (with its
+	// time) once the part that failed works again (a connection after a
+	// connect or publish error, a SUBACK, an outbox read, a queued ingest
+	// message).
+	LastError   string
+	LastErrorAt time.Time
+	PastError   string
+	PastErrorAt time.Time
 }
+
+// errKind says which part of the client an error belongs to, so that
+// LastError is cleared when that part works again.
+type errKind int
+
+const (
+	errConnect    errKind = iota + 1 // connecting (and whatever broke the last connection)
+	errPublish                       // publishing outbox rows
+	errSubscribe                     // ingest subscriptions
+	errOutboxRead                    // reading the outbox
+	errIngest                        // queueing ingest messages
+)
 
 // Client is inferq's connection to an MQTT broker: it publishes
 // availability, health, events and the outbox, and feeds ingest messages
@@ -85,6 +116,7 @@ type Client struct {
 	gen      uint64
 	health   []byte
 	stats    Stats
+	errKind  errKind // of stats.LastError
 	running  atomic.Bool
 	runDone  chan struct{}
 	closeErr error
@@ -162,7 +194,7 @@ func (c *Client) Open(ctx context.Context) error {
 	}
 	cn, err := c.connect(ctx)
 	if err != nil {
-		c.setErr(err)
+		c.setErr(errConnect, err)
 		if errors.Is(err, ErrNotAuthorized) {
 			return fmt.Errorf("mqtt: %w", err)
 		}
@@ -198,7 +230,7 @@ func (c *Client) Run(ctx context.Context) error {
 				if ctx.Err() != nil {
 					break
 				}
-				c.setErr(err)
+				c.setErr(errConnect, err)
 				d := backoff(attempt, c.cfg.ReconnectMin, c.cfg.ReconnectMax)
 				attempt++
 				c.log.Warn("cannot connect to mqtt broker", "err", err, "retry_in", d.Round(time.Millisecond))
@@ -334,6 +366,8 @@ func (c *Client) adopt(cn *conn) bool {
 	}
 	health := c.health
 	c.mu.Unlock()
+	// The connection works again: errors of the last one are past.
+	c.resolved(errConnect, errPublish)
 	c.log.Info("mqtt connected", "client_id", c.cfg.ClientID, "generation", cn.gen)
 
 	cn.cl.Publish(c.base+"available", 1, true, []byte(Online))
@@ -356,20 +390,20 @@ func (c *Client) adopt(cn *conn) bool {
 			case <-cn.lost:
 				return
 			case <-time.After(c.cfg.PublishTimeout):
-				c.setErr(errors.New("cannot subscribe: no SUBACK in time"))
+				c.setErr(errSubscribe, errors.New("cannot subscribe: no SUBACK in time"))
 				cn.cl.Disconnect(0)
 				cn.markLost(errors.New("no SUBACK in time"))
 				return
 			}
 			if err := tok.Error(); err != nil {
-				c.setErr(fmt.Errorf("cannot subscribe: %w", err))
+				c.setErr(errSubscribe, fmt.Errorf("cannot subscribe: %w", err))
 				return
 			}
 			ok := true
 			for f, code := range tok.(*paho.SubscribeToken).Result() {
 				if code == 0x80 {
 					ok = false
-					c.setErr(fmt.Errorf("cannot subscribe to %q: broker refused", f))
+					c.setErr(errSubscribe, fmt.Errorf("cannot subscribe to %q: broker refused", textutil.Clip(f)))
 				}
 			}
 			c.mu.Lock()
@@ -377,6 +411,9 @@ func (c *Client) adopt(cn *conn) bool {
 				c.stats.Subscribed = ok
 			}
 			c.mu.Unlock()
+			if ok {
+				c.resolved(errSubscribe)
+			}
 		}()
 	}
 	return true
@@ -393,7 +430,7 @@ func (c *Client) serve(ctx context.Context, cn *conn) {
 		}
 		rows, err := c.outbox.OutboxPeek(c.cfg.OutboxBatch)
 		if err != nil {
-			c.outboxErr(fmt.Errorf("cannot read outbox: %w", err))
+			c.outboxErr(errOutboxRead, fmt.Errorf("cannot read outbox: %w", err))
 			select {
 			case <-ctx.Done():
 			case <-cn.lost:
@@ -401,6 +438,7 @@ func (c *Client) serve(ctx context.Context, cn *conn) {
 			}
 			continue
 		}
+		c.resolved(errOutboxRead)
 		if len(rows) == 0 {
 			select {
 			case <-ctx.Done():
@@ -437,7 +475,7 @@ send:
 		toks = append(toks, nil)
 		if err := ValidateTopic(r.Topic); err != nil {
 			// A bad row would block the outbox forever: drop it loudly.
-			c.outboxErr(fmt.Errorf("outbox row %d has invalid topic %q: %w (dropped)", r.Seq, r.Topic, err))
+			c.outboxErr(errPublish, fmt.Errorf("outbox row %d has invalid topic %q: %w (dropped)", r.Seq, textutil.Clip(r.Topic), err))
 			toks[i] = nil
 			continue
 		}
@@ -463,14 +501,14 @@ send:
 			case <-cn.lost:
 				ok = false
 			case <-timeout.C:
-				c.setErr(fmt.Errorf("no PUBACK within %v", c.cfg.PublishTimeout))
+				c.setErr(errPublish, fmt.Errorf("no PUBACK within %v", c.cfg.PublishTimeout))
 				ok = false
 			}
 			if !ok {
 				break
 			}
 			if err := tok.Error(); err != nil {
-				c.setErr(fmt.Errorf("cannot publish outbox row %d: %w", rows[i].Seq, err))
+				c.setErr(errPublish, fmt.Errorf("cannot publish outbox row %d: %w", rows[i].Seq, err))
 				ok = false
 				break
 			}
@@ -487,12 +525,15 @@ send:
 	}
 	if len(done) > 0 {
 		if err := c.outbox.OutboxDelete(done...); err != nil {
-			c.outboxErr(fmt.Errorf("cannot delete outbox rows: %w", err))
+			c.outboxErr(errPublish, fmt.Errorf("cannot delete outbox rows: %w", err))
 			return ok
 		}
 		c.mu.Lock()
 		c.stats.Published += uint64(len(done))
 		c.mu.Unlock()
+		if ok && len(done) == len(rows) {
+			c.resolved(errPublish)
+		}
 	}
 	return ok
 }
@@ -532,20 +573,32 @@ func (c *Client) Stats() Stats {
 	return c.stats
 }
 
-func (c *Client) setErr(err error) {
+// setErr makes err the current error, of the given kind.
+func (c *Client) setErr(kind errKind, err error) {
+	msg := textutil.ClipMessage(err.Error())
 	c.mu.Lock()
-	c.stats.LastError = err.Error()
-	c.stats.LastErrorAt = time.Now()
+	c.stats.LastError, c.stats.LastErrorAt, c.errKind = msg, c.now(), kind
 	c.mu.Unlock()
 }
 
-func (c *Client) outboxErr(err error) {
-	c.log.Error("mqtt outbox", "err", err)
+// resolved moves the current error to PastError when it is of one of
+// kinds: that part works again.
+func (c *Client) resolved(kinds ...errKind) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stats.LastError == "" || !slices.Contains(kinds, c.errKind) {
+		return
+	}
+	c.stats.PastError, c.stats.PastErrorAt = c.stats.LastError, c.stats.LastErrorAt
+	c.stats.LastError, c.stats.LastErrorAt, c.errKind = "", time.Time{}, 0
+}
+
+func (c *Client) outboxErr(kind errKind, err error) {
+	c.log.Error("mqtt outbox", "err", textutil.ClipMessage(err.Error()))
 	c.mu.Lock()
 	c.stats.OutboxErrors++
-	c.stats.LastError = err.Error()
-	c.stats.LastErrorAt = time.Now()
 	c.mu.Unlock()
+	c.setErr(kind, err)
 }
 
 // Close publishes a retained "stopped", disconnects cleanly (so the broker
@@ -607,8 +660,12 @@ func (c *Client) event(ev ingestEvent) {
 	c.PublishEvent(b)
 }
 
+// eventJSON fills in the event's name, node and time and cuts the
+// untrusted fields (id, source, topic, reason).
 func (c *Client) eventJSON(ev ingestEvent) ([]byte, error) {
 	ev.Event, ev.Node, ev.Time = "rejected", c.cfg.Node, c.now().UTC()
+	ev.ID, ev.Source, ev.Topic = textutil.Clip(ev.ID), textutil.Clip(ev.Source), textutil.Clip(ev.Topic)
+	ev.Reason = textutil.ClipMessage(ev.Reason)
 	return json.Marshal(ev)
 }
 
@@ -623,7 +680,7 @@ func (c *Client) handleIngest(cn *conn, m paho.Message) {
 	if c.sink == nil || !c.ingestTopic(m.Topic()) {
 		// A subscription left in the persistent session by an earlier
 		// configuration: say so loudly rather than hold it forever.
-		c.refuse(m, IngestItem{}, fmt.Errorf("topic %q matches no configured ingest filter (stale subscription of the persistent session %q?)", m.Topic(), c.cfg.ClientID))
+		c.refuse(m, IngestItem{}, fmt.Errorf("topic %q matches no configured ingest filter (stale subscription of the persistent session %q?)", textutil.Clip(m.Topic()), c.cfg.ClientID))
 		return
 	}
 	it, hasPriority, err := parseIngest(m.Topic(), payload, c.cfg.MaxPayload, c.now())
@@ -651,6 +708,7 @@ func (c *Client) handleIngest(cn *conn, m paho.Message) {
 				c.stats.Ingested++
 			}
 			c.mu.Unlock()
+			c.resolved(errIngest)
 			return
 		}
 		if errors.Is(err, ErrRefused) {
@@ -661,12 +719,11 @@ func (c *Client) handleIngest(cn *conn, m paho.Message) {
 		// and redelivers it after a crash or reconnect) and retry in place.
 		c.mu.Lock()
 		c.stats.Rejected++
-		c.stats.LastError = err.Error()
-		c.stats.LastErrorAt = time.Now()
 		c.mu.Unlock()
+		c.setErr(errIngest, err)
 		if !announced {
 			announced = true
-			c.log.Warn("ingest message not queued, retrying", "id", it.ID, "source", it.Source, "err", err)
+			c.log.Warn("ingest message not queued, retrying", "job_id", textutil.Clip(it.ID), "source", textutil.Clip(it.Source), "err", textutil.ClipMessage(err.Error()))
 			c.event(ingestEvent{ID: it.ID, Source: it.Source, Topic: m.Topic(), Size: len(payload), Reason: err.Error(), Retry: true})
 		}
 		select {
@@ -720,10 +777,14 @@ func matchFilter(filter, topic string) bool {
 	return len(fl) == len(tl)
 }
 
+// refuse acks a message that can never become a job, counts it with its
+// reason and says why in a "rejected" event.
 func (c *Client) refuse(m paho.Message, it IngestItem, err error) {
-	c.log.Warn("ingest message refused", "topic", m.Topic(), "size", len(m.Payload()), "id", it.ID, "err", err)
+	topic, reason := textutil.Clip(m.Topic()), textutil.ClipMessage(err.Error())
+	c.log.Warn("ingest message refused", "topic", topic, "size", len(m.Payload()), "job_id", textutil.Clip(it.ID), "err", reason)
 	c.mu.Lock()
 	c.stats.Refused++
+	c.stats.LastRefused, c.stats.LastRefusedAt = textutil.ClipMessage(topic+": "+reason), c.now()
 	c.mu.Unlock()
 	c.event(ingestEvent{ID: it.ID, Source: it.Source, Topic: m.Topic(), Size: len(m.Payload()), Reason: err.Error(), Retry: false})
 	m.Ack()

@@ -43,6 +43,17 @@
 // raise Mosquitto's max_queued_messages (1000 by default) if a box may be
 // offline while much ingest traffic is queued for it.
 //
+// Counting. Stats.Refused counts messages refused for good, with the last
+// topic and reason (LastRefused); Stats.Rejected counts transient submit
+// failures (each retry once). Stats.LastError is the current error only:
+// when the part that failed works again (a new connection, a SUBACK, an
+// outbox read or a fully published batch, a queued ingest message) it moves
+// to PastError with its time.
+//
+// Untrusted strings. Topics, ids, sources and reasons quoting them are cut
+// (internal/textutil: 200 bytes per name, 1 KiB per message, with a
+// "…(N bytes)" marker) before they reach a log line, an event or Stats.
+//
 // Concurrency. All methods of Client are safe for concurrent use. Open,
 // Run and Close follow inferq's lifecycle: Open makes the first attempt
 // (an unreachable broker is not an error, refused credentials are:

@@ -3,7 +3,10 @@ package mqtt
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
+	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -109,4 +112,100 @@ func TestHandleIngestTransientNotAcked(t *testing.T) {
 	if m.acks != 0 {
 		t.Fatalf("got %d acks, want 0", m.acks)
 	}
+}
+
+// Every refusal is counted with its last reason (health's mqtt.refused), and
+// untrusted parts (ids, topics, field names) reach the log, the stats and
+// the event cut to a bounded length.
+func TestRefusalsCountedAndCut(t *testing.T) {
+	long := strings.Repeat("x", 5000)
+	b64 := base64.StdEncoding.EncodeToString(jpeg)
+	tests := []struct {
+		name, topic, payload, reason string
+	}{
+		{"not an image", "inferq/box1/ingest/cam1", "hello", "not an image"},
+		{"too large", "inferq/box1/ingest/cam1", string(jpeg) + strings.Repeat("x", 9000), "too large"},
+		{"long id", "inferq/box1/ingest/cam1", `{"id":"` + long + `","image":"` + b64 + `"}`, "…(5000 bytes)"},
+		{"long unknown field", "inferq/box1/ingest/cam1", `{"` + long + `":1,"image":"` + b64 + `"}`, "unknown field"},
+		{"long source", "inferq/box1/ingest/cam1", `{"source":"` + long + `","image":"` + b64 + `"}`, "…(5000 bytes)"},
+		{"long stale topic", "old/" + long, string(jpeg), "matches no configured ingest filter"},
+	}
+	cfg := validConfig()
+	cfg.IngestEnabled, cfg.MaxPayload = true, 8000
+	rec := &recHandler{}
+	c, err := New(cfg, newMemOutbox(), &recSink{}, slog.New(rec))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := &fakeMsg{topic: tt.topic, payload: []byte(tt.payload)}
+			c.handleIngest(&conn{lost: make(chan struct{})}, m)
+			st := c.Stats()
+			if m.acks != 1 || st.Refused != uint64(i+1) || !strings.Contains(st.LastRefused, tt.reason) || len(st.LastRefused) > 1100 {
+				t.Fatalf("acks %d, refused %d, last %d bytes %.300q: want acked, counted, with %q", m.acks, st.Refused, len(st.LastRefused), st.LastRefused, tt.reason)
+			}
+			ev, err := c.eventJSON(ingestEvent{ID: long, Source: long, Topic: tt.topic, Reason: st.LastRefused + long})
+			if err != nil || len(ev) > 2000 {
+				t.Fatalf("event of %d bytes (%v), want it cut", len(ev), err)
+			}
+		})
+	}
+	if n := rec.longest(); n > 2000 {
+		t.Fatalf("a log line of %d bytes, want untrusted strings cut", n)
+	}
+}
+
+// A transient ingest error is the current error until a message is queued
+// again; then it is past, with its time.
+func TestIngestErrorClearedOnSuccess(t *testing.T) {
+	cfg := validConfig()
+	cfg.IngestEnabled = true
+	sink := newFileSink(t.TempDir())
+	sink.fail = 1
+	c, err := New(cfg, newMemOutbox(), sink, discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	m := &fakeMsg{topic: "inferq/box1/ingest/cam1", payload: jpeg}
+	c.handleIngest(&conn{lost: make(chan struct{})}, m)
+	st := c.Stats()
+	if m.acks != 1 || st.Ingested != 1 || st.Rejected != 1 {
+		t.Fatalf("acks %d stats %+v, want the retried message queued", m.acks, st)
+	}
+	if st.LastError != "" || !strings.Contains(st.PastError, "queue full") || st.PastErrorAt.IsZero() {
+		t.Fatalf("last error %q past %q: want the queue-full error past", st.LastError, st.PastError)
+	}
+	// Another kind of error is not cleared by a queued message.
+	c.setErr(errSubscribe, errors.New("cannot subscribe: broker refused"))
+	c.handleIngest(&conn{lost: make(chan struct{})}, &fakeMsg{topic: "inferq/box1/ingest/cam2", payload: jpeg})
+	if st := c.Stats(); st.LastError == "" {
+		t.Fatalf("a queued message cleared a subscribe error")
+	}
+}
+
+// recHandler is a slog handler that remembers the longest record.
+type recHandler struct {
+	mu  sync.Mutex
+	max int
+}
+
+func (h *recHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h *recHandler) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h *recHandler) WithGroup(string) slog.Handler            { return h }
+func (h *recHandler) Handle(_ context.Context, r slog.Record) error {
+	n := len(r.Message)
+	r.Attrs(func(a slog.Attr) bool { n += len(a.Key) + len(a.Value.String()); return true })
+	h.mu.Lock()
+	h.max = max(h.max, n)
+	h.mu.Unlock()
+	return nil
+}
+
+func (h *recHandler) longest() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.max
 }

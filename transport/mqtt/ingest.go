@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/inferq/inferq/internal/textutil"
 )
 
 // ErrQueueFull is what a Sink returns (wrapped) when the queue cannot take
@@ -88,7 +90,8 @@ func parseIngest(topic string, payload []byte, maxPayload int, now time.Time) (I
 		dec := json.NewDecoder(bytes.NewReader(payload))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&env); err != nil {
-			return it, false, fmt.Errorf("%w: json envelope: %v", ErrMalformed, err)
+			// encoding/json quotes unknown field names: cut them.
+			return it, false, fmt.Errorf("%w: json envelope: %s", ErrMalformed, textutil.ClipMessage(err.Error()))
 		}
 		if dec.More() {
 			return it, false, fmt.Errorf("%w: json envelope: trailing data", ErrMalformed)
@@ -103,7 +106,7 @@ func parseIngest(topic string, payload []byte, maxPayload int, now time.Time) (I
 		it.Image = img
 		if env.ID != "" {
 			if err := validateID(env.ID); err != nil {
-				return it, false, fmt.Errorf("%w: json envelope: id %q: %v", ErrMalformed, env.ID, err)
+				return it, false, fmt.Errorf("%w: json envelope: id %q: %v", ErrMalformed, textutil.Clip(env.ID), err)
 			}
 			it.ID = env.ID
 		}
@@ -125,7 +128,7 @@ func parseIngest(topic string, payload []byte, maxPayload int, now time.Time) (I
 		if len(env.TTL) > 0 {
 			ttl, err := parseTTL(env.TTL)
 			if err != nil {
-				return it, false, fmt.Errorf("%w: json envelope: ttl %s: %v", ErrMalformed, env.TTL, err)
+				return it, false, fmt.Errorf("%w: json envelope: ttl %s: %v", ErrMalformed, textutil.Clip(string(env.TTL)), err)
 			}
 			it.Deadline = now.Add(ttl)
 		}
@@ -139,7 +142,7 @@ func parseIngest(topic string, payload []byte, maxPayload int, now time.Time) (I
 		return it, false, fmt.Errorf("%w: not an image (detected %s)", ErrMalformed, ct)
 	}
 	if err := validateSource(it.Source); err != nil {
-		return it, false, fmt.Errorf("%w: source %q: %v", ErrMalformed, it.Source, err)
+		return it, false, fmt.Errorf("%w: source %q: %v", ErrMalformed, textutil.Clip(it.Source), err)
 	}
 	if it.ID == "" {
 		h := sha256.New()

@@ -3,6 +3,7 @@ package mqtt
 import (
 	"bufio"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -365,7 +366,7 @@ func TestIngestRefusedAndQueueFull(t *testing.T) {
 	sink.fail = 3
 	cfg := brokerConfig(b, "refuse-box")
 	cfg.IngestEnabled = true
-	cfg.MaxPayload = 1000
+	cfg.MaxPayload = 8000
 	c := startClient(t, cfg, nil, sink)
 	waitFor(t, "subscribed", 10*time.Second, func() bool { return c.Stats().Subscribed })
 
@@ -382,13 +383,22 @@ func TestIngestRefusedAndQueueFull(t *testing.T) {
 		t.Fatalf("got %+v, want a final rejection saying not an image", ev)
 	}
 	big := filepath.Join(t.TempDir(), "big")
-	os.WriteFile(big, append(append([]byte(nil), jpeg...), make([]byte, 2000)...), 0o600)
+	os.WriteFile(big, append(append([]byte(nil), jpeg...), make([]byte, 9000)...), 0o600)
 	b.Publish(t, "-t", "inferq/box1/ingest/cam1", "-q", "1", "-f", big)
 	if ev := readEvent(); ev.Retry || !strings.Contains(ev.Reason, "too large") {
 		t.Fatalf("got %+v, want a final rejection saying too large", ev)
 	}
-	if st := c.Stats(); st.Refused != 2 {
-		t.Fatalf("got %d refused, want 2", st.Refused)
+	// An id of 5,000 bytes is refused, and cut in the event and the stats.
+	longID := strings.Repeat("i", 5000)
+	env := filepath.Join(t.TempDir(), "env")
+	os.WriteFile(env, []byte(`{"id":"`+longID+`","image":"`+base64.StdEncoding.EncodeToString(jpeg)+`"}`), 0o600)
+	b.Publish(t, "-t", "inferq/box1/ingest/cam1", "-q", "1", "-f", env)
+	if ev := readEvent(); ev.Retry || !strings.Contains(ev.Reason, "…(5000 bytes)") || len(ev.Reason) > 1100 || strings.Contains(ev.Reason, longID) {
+		t.Fatalf("got a %d-byte reason %.300q, want the id cut with a marker", len(ev.Reason), ev.Reason)
+	}
+	if st := c.Stats(); st.Refused != 3 || !strings.Contains(st.LastRefused, "inferq/box1/ingest/cam1: ") ||
+		!strings.Contains(st.LastRefused, "(5000 bytes)") || len(st.LastRefused) > 1100 {
+		t.Fatalf("got %d refused, last %.300q, want 3 and the cut id", st.Refused, st.LastRefused)
 	}
 
 	img := filepath.Join(t.TempDir(), "img")
@@ -405,6 +415,10 @@ func TestIngestRefusedAndQueueFull(t *testing.T) {
 	st := c.Stats()
 	if st.Ingested != 1 || st.Rejected != 3 || st.Reconnects != 0 {
 		t.Fatalf("got ingested %d rejected %d reconnects %d, want 1, 3, 0", st.Ingested, st.Rejected, st.Reconnects)
+	}
+	// The queue took the message: its error is past, not current.
+	if st.LastError != "" || !strings.Contains(st.PastError, "queue full") || st.PastErrorAt.IsZero() {
+		t.Fatalf("got last error %q, past %q at %v: want the queue-full error moved to past", st.LastError, st.PastError, st.PastErrorAt)
 	}
 }
 
@@ -454,4 +468,8 @@ func TestStartsOffline(t *testing.T) {
 	}
 	b.Start()
 	waitFor(t, "outbox drained", 20*time.Second, func() bool { return ob.Len() == 0 })
+	// Connected again: the connect error is past, with its time.
+	if st := c.Stats(); !st.Connected || st.LastError != "" || !strings.Contains(st.PastError, "cannot connect") || st.PastErrorAt.IsZero() {
+		t.Fatalf("got connected %v last error %q past %q: want the connect error moved to past", st.Connected, st.LastError, st.PastError)
+	}
 }

@@ -1,19 +1,27 @@
 package spool
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/inferq/inferq/internal/textutil"
 )
 
 const journalExt = ".xdev.json"
+
+// errClaimedNotRegular: what a claim's rename moved into ClaimDir is not a
+// regular file (something was swapped in after Lstat); it is refused.
+var errClaimedNotRegular = errors.New("not a regular file when claimed")
 
 // journal records a cross-file-system claim in progress, so that a crash
 // between the copy and the removal of the original neither loses the image
@@ -38,8 +46,7 @@ func (w *Watcher) claim(path string, it *Item) error {
 		fi, err := os.Lstat(dst)
 		if err != nil || !fi.Mode().IsRegular() {
 			it.Path = dst
-			w.refuse(dst, *it, "not a regular file when claimed")
-			return fmt.Errorf("cannot claim %s: not a regular file", path)
+			return fmt.Errorf("cannot claim %s: %w", path, errClaimedNotRegular)
 		}
 		it.Path, it.Size = dst, fi.Size()
 		return nil
@@ -224,7 +231,12 @@ func placeFile(src, dst string, move bool) error {
 		return err
 	}
 	if move {
-		return os.Remove(src)
+		// A source that cannot be removed (say, in a sticky directory) was not
+		// moved: drop the copy, or every retry would leave another one.
+		if err := os.Remove(src); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			os.Remove(dst)
+			return err
+		}
 	}
 	return nil
 }
@@ -245,22 +257,40 @@ func archivePath(dir, source, id, name string) string {
 }
 
 func cutName(id, name string) string {
-	room := 250 - len(id) - len(sep) - len(".json")
+	room := 240 - len(id) - len(sep) - len(".json") // and ".partial-" while written
 	if len(name) > room {
 		name = name[:room]
 	}
 	return name
 }
 
-// refuse moves a file to FailedDir with a sidecar saying why.
-func (w *Watcher) refuse(path string, it Item, reason string) {
-	w.log.Warn("spool file refused", "path", path, "id", it.ID, "reason", reason)
+// refuse moves a file to FailedDir with a sidecar saying why, and counts
+// it (Stats.Refused, LastRefused). A file that cannot be moved stays where
+// it is: it is logged, counted in Stats.Unmovable and the move is tried
+// again every RescanInterval (see retryStuck); fi, for a file in the spool,
+// lets a changed file start afresh. It reports whether the file was moved.
+func (w *Watcher) refuse(path string, it Item, reason string, fi os.FileInfo) bool {
+	reason = textutil.ClipMessage(reason)
+	w.log.Warn("spool file refused", "path", textutil.Clip(path), "job_id", it.ID, "reason", reason)
 	w.mu.Lock()
 	w.stats.Refused++
+	w.stats.LastRefused = textutil.Clip(it.Source+"/"+it.Name) + ": " + reason
+	w.stats.LastRefusedAt = w.now()
 	w.mu.Unlock()
-	if err := w.toFailed(path, true, it.ID, it.Source, it.Name, reason, 0); err != nil {
-		w.setErr(fmt.Errorf("cannot move refused file %s to failed dir: %w", path, err))
+	err := w.toFailed(path, true, it.ID, it.Source, it.Name, reason, 0)
+	if err == nil {
+		return true
 	}
+	st := &stuckFile{it: it, reason: reason, retryAt: w.now().Add(w.cfg.RescanInterval)}
+	if fi != nil {
+		st.size, st.mtime = fi.Size(), fi.ModTime()
+	}
+	w.mu.Lock()
+	w.stuck[path] = st
+	w.mu.Unlock()
+	w.setErr(fmt.Errorf("cannot move refused file %s to the failed directory, it stays where it is (tried again every %v): %w",
+		textutil.Clip(path), w.cfg.RescanInterval, err))
+	return false
 }
 
 func (w *Watcher) toFailed(src string, move bool, id, source, name, reason string, attempts int) error {
@@ -270,14 +300,20 @@ func (w *Watcher) toFailed(src string, move bool, id, source, name, reason strin
 	}
 	if _, err := os.Lstat(dst); err != nil {
 		if err := placeFile(src, dst, move); err != nil {
-			return err
+			if !errors.Is(err, fs.ErrNotExist) || !gone(src) {
+				return err
+			}
+			// The file itself is gone: the sidecar alone still says what happened.
+			reason += " (the file is gone; only this sidecar is kept)"
 		}
 	} else if move {
 		os.Remove(src)
 	}
 	sc := Sidecar{ID: id, Source: source, Name: name, Reason: reason, Attempts: attempts, Time: w.now().UTC()}
 	b, _ := json.MarshalIndent(sc, "", "  ")
-	if err := writeFileSync(dst+".json", append(b, '\n')); err != nil {
+	// Through a temporary file: a reader (or Archive's "already done" check
+	// after a crash) never sees half a sidecar.
+	if err := copyInto(bytes.NewReader(append(b, '\n')), dst+".json"); err != nil {
 		return err
 	}
 	return syncDir(filepath.Dir(dst))
@@ -286,13 +322,30 @@ func (w *Watcher) toFailed(src string, move bool, id, source, name, reason strin
 // Archive keeps a finished job's image: failed ones go to FailedDir with a
 // JSON sidecar, done ones to DoneDir (nothing when DoneDir is ""). The
 // image is hard-linked from the queue's store (copied across file systems)
-// as <dir>/<source>/<id>__<name>; archiving twice is harmless.
+// as <dir>/<source>/<id>__<name>; archiving twice is harmless. A failure
+// (a full or read-only file system, a bad name) is returned, logged and
+// counted in Stats.ArchiveFailures; it does not affect taking files.
 func (w *Watcher) Archive(ctx context.Context, o Outcome) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	err := w.archive(o)
+	if err != nil {
+		msg := textutil.ClipMessage(err.Error())
+		w.mu.Lock()
+		w.stats.ArchiveFailures++
+		w.stats.LastArchiveError, w.stats.LastArchiveErrorAt = msg, w.now()
+		n := w.stats.ArchiveFailures
+		w.mu.Unlock()
+		w.log.Warn("cannot archive spool file", "job_id", textutil.Clip(o.ID), "failed", o.Failed, "archive_failures", n, "err", msg)
+		return err
+	}
+	return nil
+}
+
+func (w *Watcher) archive(o Outcome) error {
 	if validSource(o.Source) != nil || o.ID == "" || strings.ContainsAny(o.ID, "/\x00") || strings.ContainsAny(o.Name, "/\x00") || o.Name == "" {
-		return fmt.Errorf("cannot archive job %q: bad source %q or name %q", o.ID, o.Source, o.Name)
+		return fmt.Errorf("cannot archive job %q: bad source %q or name %q", textutil.Clip(o.ID), textutil.Clip(o.Source), textutil.Clip(o.Name))
 	}
 	if !o.Failed && w.cfg.DoneDir == "" {
 		return nil
@@ -320,7 +373,7 @@ func (w *Watcher) Archive(ctx context.Context, o Outcome) error {
 		}
 	}
 	if err != nil {
-		return fmt.Errorf("cannot archive job %s: %w", o.ID, err)
+		return fmt.Errorf("cannot archive job %s: %w", textutil.Clip(o.ID), err)
 	}
 	w.mu.Lock()
 	w.stats.Archived++

@@ -27,17 +27,57 @@
 // duplicate). When ClaimDir is on another file system the file is copied
 // and fsynced under a journal; Open completes or undoes a copy cut short.
 //
-// Backpressure. When Submit fails (ErrQueueFull or any error but
-// ErrRefused) the file stays claimed under its id, no new files are
-// claimed, and the claimed ones are retried every second; files still in
-// the spool wait there. Nothing is dropped.
+// Backpressure. Only the queue pauses the spool. When Submit fails with
+// ErrQueueFull, or with any error that is neither a refusal nor about the
+// file (the queue is closed or failing: queue.ErrClosed, its disk), the file
+// stays claimed under its id, no new files are claimed, and the claimed ones
+// are retried every second; files still in the spool wait there
+// (Stats.Paused, Pending, Waiting). Nothing is dropped.
 //
-// Empty files are left alone until they have content. Refusals. Files
-// over MaxFileSize, files outside the
-// Extensions allow-list and files the sink refuses (ErrRefused) go to
+// Per-file errors are per-file. What is wrong with one file never pauses
+// the spool: the file is refused and the next one is taken. How the Sink
+// tells the two apart: an error about the file itself is one that
+// IsFileError(err, it.Path) accepts — an *fs.PathError naming exactly the
+// claimed file with a per-file errno: permission denied (EACCES, EPERM;
+// e.g. a root-owned mode-600 file dropped for a daemon running as another
+// user: "cannot read image file: open …: permission denied"), vanished
+// (ENOENT), an I/O error reading it (EIO), ELOOP, ENAMETOOLONG, EISDIR,
+// ENXIO, ENODEV, EBUSY. The Sink returns those, and items that can never
+// become a job (an invalid job), wrapped in ErrRefused; it returns a full
+// queue (*queue.FullError) as ErrQueueFull and anything else (a closed
+// queue, ENOSPC or EIO on the queue's own files, which name another path)
+// as is, which pauses. The Watcher applies IsFileError to unclassified Sink
+// errors too. Its own steps follow the same rule: a claim (rename or copy
+// out of the spool) that fails because of the file (IsFileError on the
+// spool path, or a rename refused with such an errno while ClaimDir is
+// writable) refuses the file; a file that vanished is forgotten; a claim
+// failing for another reason (the claim directory's file system) leaves
+// the file in the spool, counted as waiting, and is tried again after
+// RescanInterval.
+//
+// Refusals. Files over MaxFileSize, files outside the Extensions
+// allow-list, and files refused as above go to
 // FailedDir/<source>/<id>__<name> with a <...>.json Sidecar giving the
-// reason. Archive does the same for dead jobs and links done jobs into
-// DoneDir (or does nothing when DoneDir is "").
+// reason (only the sidecar when the file itself is gone); Stats.Refused and
+// LastRefused count them. A refused file that cannot even be moved (the
+// failed directory's file system is full or read-only, the file cannot be
+// renamed or read) stays where it is, is logged once and counted in
+// Stats.Unmovable, and the move is tried again every RescanInterval — never
+// in a loop; a file that changes in the meantime is taken afresh.
+//
+// Waiting files. Empty files wait until they have content. A file that has
+// been unchanged for SettleTime and is still not taken (empty, behind a
+// paused spool, or waiting for a claim retry) counts in Stats.Waiting (with
+// WaitingEmpty and the age of the oldest, OldestWaiting) and is logged once
+// (files behind a pause are logged if they still wait after it).
+//
+// Archive. Archive does the same as a refusal for dead jobs and links done
+// jobs into DoneDir (or does nothing when DoneDir is ""). A failure (e.g. a
+// full file system) is returned, logged and counted in
+// Stats.ArchiveFailures with the last reason; taking files goes on.
+//
+// Untrusted strings. File names, paths and reasons quoting them are cut
+// (internal/textutil) before they reach a log line or Stats.
 //
 // Concurrency. One goroutine (Run) watches and claims; files are submitted
 // one at a time in name order per batch. Stats and Archive are safe to call

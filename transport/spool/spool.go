@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -16,6 +17,8 @@ import (
 	"time"
 
 	"github.com/fsnotify/fsnotify"
+
+	"github.com/inferq/inferq/internal/textutil"
 )
 
 // ErrQueueFull is what a Sink returns (wrapped) when the queue cannot take
@@ -24,7 +27,9 @@ import (
 var ErrQueueFull = errors.New("queue full")
 
 // ErrRefused is what a Sink returns (wrapped) for a file that can never
-// become a job; the file goes to the failed directory with the reason.
+// become a job, because of the file itself (see IsFileError); the file goes
+// to the failed directory with the reason and the spool goes on with the
+// next file.
 var ErrRefused = errors.New("refused")
 
 // Defaults for zero Config fields.
@@ -84,6 +89,15 @@ type Sink interface {
 	Submit(ctx context.Context, it Item) (duplicate bool, err error)
 }
 
+// Admitter is implemented by a Sink that can tell, before a file is claimed,
+// whether it would take a file of size bytes now (nil) or not (an error
+// wrapping ErrQueueFull, say). The Watcher asks it before each claim, so a
+// file the queue cannot take stays in the spool instead of being moved onto
+// the queue's disk, and asks again before it resumes after a pause.
+type Admitter interface {
+	Admit(size int64) error
+}
+
 // Outcome is a finished job, as the daemon reports it to Archive.
 type Outcome struct {
 	ID, Source, Name string
@@ -93,17 +107,47 @@ type Outcome struct {
 	Attempts         int
 }
 
-// Stats are counters since New.
+// Stats are counters since New, and the spool's current state. Strings that
+// may quote untrusted names are cut (textutil.Clip).
 type Stats struct {
 	Taken      uint64 // files that became new jobs
 	Duplicates uint64 // claimed files whose job already existed
-	Refused    uint64 // files moved to FailedDir before becoming jobs
-	Rescans    uint64
-	Overflows  uint64 // inotify queue overflows (each followed by a rescan)
-	Pending    int    // claimed files waiting for the queue (full or failing)
-	Full       bool   // the sink reported ErrQueueFull and has not accepted since
-	Archived   uint64
-	LastError  string
+	// Refused counts files refused for good before becoming jobs (too large,
+	// wrong extension, refused by the sink, unreadable), each once, whether
+	// or not it could be moved to FailedDir; LastRefused says why the last
+	// one was.
+	Refused       uint64
+	LastRefused   string
+	LastRefusedAt time.Time
+	// Unmovable is how many refused files could not be moved to FailedDir
+	// and stay where they are (in Dir or ClaimDir); the move is tried again
+	// every RescanInterval.
+	Unmovable int
+	// Waiting is how many files in Dir have been unchanged for longer than
+	// SettleTime without being taken (empty files, files behind a paused
+	// spool, files whose claim failed and waits for a retry); WaitingEmpty
+	// is how many of those are empty; OldestWaiting is the longest any of
+	// them has been seen in the spool. Updated on every settle tick.
+	Waiting       int
+	WaitingEmpty  int
+	OldestWaiting time.Duration
+	// ArchiveFailures counts Archive calls that failed (a full or
+	// read-only done/failed directory, a bad name); LastArchiveError is the
+	// last reason.
+	ArchiveFailures    uint64
+	LastArchiveError   string
+	LastArchiveErrorAt time.Time
+	Rescans            uint64
+	Overflows          uint64 // inotify queue overflows (each followed by a rescan)
+	Pending            int    // claimed files waiting for the queue (full or failing)
+	Paused             bool   // the queue is full or failing: no new files are claimed
+	Full               bool   // the sink reported ErrQueueFull and has not accepted since
+	Archived           uint64
+	// LastError is the last error of the spool itself (scan, watch, claim,
+	// the queue while Paused); a pause's error is cleared when the queue
+	// takes files again.
+	LastError   string
+	LastErrorAt time.Time
 }
 
 // Watcher watches a spool directory and submits its files as jobs.
@@ -114,19 +158,36 @@ type Watcher struct {
 	prio map[string]int
 	now  func() time.Time
 
-	mu      sync.Mutex
-	stats   Stats
-	fsw     *fsnotify.Watcher
-	closed  bool
-	opened  bool
-	pending map[string]*seen // spool path -> last observation
-	blocked bool             // do not claim new files (queue full or sink failing)
+	mu       sync.Mutex
+	stats    Stats
+	fsw      *fsnotify.Watcher
+	closed   bool
+	opened   bool
+	pending  map[string]*seen      // spool path -> last observation
+	stuck    map[string]*stuckFile // refused files that could not be moved to FailedDir
+	blocked  bool                  // do not claim new files (queue full or sink failing)
+	pauseErr string                // the error that paused the spool (LastError until resumed)
 }
 
+// seen is what the watcher knows about a file in the spool it has not taken.
 type seen struct {
+	size     int64
+	mtime    time.Time
+	changed  time.Time // last change of size or mtime (or an event)
+	first    time.Time // first noted
+	retryAt  time.Time // a claim failed for a reason outside the file: not before then
+	claimErr string    // why, while retryAt is set
+	reported bool      // logged as waiting
+}
+
+// stuckFile is a refused file that could not be moved to FailedDir: it
+// stays where it is (spool or claim dir) and the move is retried at retryAt.
+type stuckFile struct {
+	it      Item
+	reason  string
 	size    int64
 	mtime   time.Time
-	changed time.Time
+	retryAt time.Time
 }
 
 // New checks the configuration. Zero SettleTime and RescanInterval take the
@@ -180,7 +241,8 @@ func New(cfg Config, sink Sink, logger *slog.Logger) (*Watcher, error) {
 		}
 		cfg.Extensions[i] = strings.ToLower(e)
 	}
-	return &Watcher{cfg: cfg, sink: sink, log: logger, prio: prio, now: time.Now, pending: map[string]*seen{}}, nil
+	return &Watcher{cfg: cfg, sink: sink, log: logger, prio: prio, now: time.Now,
+		pending: map[string]*seen{}, stuck: map[string]*stuckFile{}}, nil
 }
 
 // validSource: a source name is a plain, non-hidden directory name without
@@ -262,13 +324,17 @@ func (w *Watcher) Close() error {
 func (w *Watcher) Stats() Stats {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.stats
+	st := w.stats
+	st.Paused = w.blocked
+	st.Unmovable = len(w.stuck)
+	return st
 }
 
 func (w *Watcher) setErr(err error) {
-	w.log.Error("spool", "err", err)
+	msg := textutil.ClipMessage(err.Error())
+	w.log.Error("spool", "err", msg)
 	w.mu.Lock()
-	w.stats.LastError = err.Error()
+	w.stats.LastError, w.stats.LastErrorAt = msg, w.now()
 	w.mu.Unlock()
 }
 
@@ -319,6 +385,9 @@ func (w *Watcher) Run(ctx context.Context) error {
 			blocked := w.blocked
 			w.mu.Unlock()
 			if blocked {
+				if a, ok := w.sink.(Admitter); ok && a.Admit(0) != nil {
+					continue // still full: files stay where they are
+				}
 				if w.submitClaimed(ctx) {
 					w.rescan(ctx)
 				}
@@ -338,6 +407,7 @@ func (w *Watcher) event(ctx context.Context, ev fsnotify.Event) {
 	if ev.Has(fsnotify.Remove) || ev.Has(fsnotify.Rename) {
 		w.mu.Lock()
 		delete(w.pending, path)
+		delete(w.stuck, path)
 		w.mu.Unlock()
 		return
 	}
@@ -376,22 +446,30 @@ func (w *Watcher) watchSource(dir string) {
 }
 
 // note records an observation of a regular file. old files seen by a scan
-// count as settled when their mtime is older than SettleTime.
+// count as settled when their mtime is older than SettleTime. A refused file
+// that could not be moved is left alone until it changes.
 func (w *Watcher) note(path string, fi os.FileInfo, scan bool) {
 	now := w.now()
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if st, ok := w.stuck[path]; ok {
+		if st.size == fi.Size() && st.mtime.Equal(fi.ModTime()) {
+			return
+		}
+		delete(w.stuck, path) // new content: a new file as far as we know
+	}
 	p, ok := w.pending[path]
 	if !ok {
 		changed := now
 		if scan && now.Sub(fi.ModTime()) >= w.cfg.SettleTime {
 			changed = now.Add(-w.cfg.SettleTime)
 		}
-		w.pending[path] = &seen{size: fi.Size(), mtime: fi.ModTime(), changed: changed}
+		w.pending[path] = &seen{size: fi.Size(), mtime: fi.ModTime(), changed: changed, first: now}
 		return
 	}
 	if p.size != fi.Size() || !p.mtime.Equal(fi.ModTime()) {
 		p.size, p.mtime, p.changed = fi.Size(), fi.ModTime(), now
+		p.retryAt, p.claimErr, p.reported = time.Time{}, "", false
 	} else if !scan {
 		// An event without a visible change (e.g. a close or a write of
 		// equal size within the mtime granularity): wait again.
@@ -399,9 +477,10 @@ func (w *Watcher) note(path string, fi os.FileInfo, scan bool) {
 	}
 }
 
-// rescan walks the spool (one level of sub-directories) and notes every
-// candidate (files untouched for SettleTime count as settled) and takes
-// the settled ones.
+// rescan walks the spool (one level of sub-directories), notes every
+// candidate (files untouched for SettleTime count as settled), forgets
+// files that are gone (their events may have been lost in an overflow) and
+// takes the settled ones.
 func (w *Watcher) rescan(ctx context.Context) {
 	w.mu.Lock()
 	w.stats.Rescans++
@@ -411,7 +490,9 @@ func (w *Watcher) rescan(ctx context.Context) {
 		w.setErr(fmt.Errorf("cannot scan %s: %w", w.cfg.Dir, err))
 		return
 	}
-	w.scanEntries(w.cfg.Dir, ents)
+	present := map[string]bool{}
+	complete := true
+	w.scanEntries(w.cfg.Dir, ents, present)
 	for _, e := range ents {
 		if e.Type().IsDir() { // DirEntry type comes from lstat: symlinks are not dirs
 			dir := filepath.Join(w.cfg.Dir, e.Name())
@@ -419,8 +500,23 @@ func (w *Watcher) rescan(ctx context.Context) {
 				continue
 			}
 			w.watchSource(dir)
-			w.scanDir(ctx, dir, false)
+			sub, err := os.ReadDir(dir)
+			if err != nil {
+				w.setErr(fmt.Errorf("cannot scan %s: %w", dir, err))
+				complete = false
+				continue
+			}
+			w.scanEntries(dir, sub, present)
 		}
+	}
+	if complete {
+		w.mu.Lock()
+		for path := range w.pending {
+			if !present[path] {
+				delete(w.pending, path)
+			}
+		}
+		w.mu.Unlock()
 	}
 	w.takeSettled(ctx)
 }
@@ -431,13 +527,15 @@ func (w *Watcher) scanDir(ctx context.Context, dir string, take bool) {
 		w.setErr(fmt.Errorf("cannot scan %s: %w", dir, err))
 		return
 	}
-	w.scanEntries(dir, ents)
+	w.scanEntries(dir, ents, nil)
 	if take {
 		w.takeSettled(ctx)
 	}
 }
 
-func (w *Watcher) scanEntries(dir string, ents []os.DirEntry) {
+// scanEntries notes the regular files among ents and adds their paths to
+// present (when not nil).
+func (w *Watcher) scanEntries(dir string, ents []os.DirEntry, present map[string]bool) {
 	for _, e := range ents {
 		if !e.Type().IsRegular() || ignored(e.Name()) {
 			continue
@@ -447,23 +545,27 @@ func (w *Watcher) scanEntries(dir string, ents []os.DirEntry) {
 		if err != nil || !fi.Mode().IsRegular() {
 			continue
 		}
+		if present != nil {
+			present[path] = true
+		}
 		w.note(path, fi, true)
 	}
 }
 
 // takeSettled claims and submits files whose size and mtime have not
-// changed for SettleTime.
+// changed for SettleTime (empty files wait for content, files whose claim
+// failed for a reason outside the file wait for their retry time), tries
+// again to move refused files that could not be moved, and updates the
+// waiting files' stats.
 func (w *Watcher) takeSettled(ctx context.Context) {
-	w.mu.Lock()
-	if w.blocked || len(w.pending) == 0 {
-		w.mu.Unlock()
-		return
-	}
 	now := w.now()
 	var ready []string
-	for path, p := range w.pending {
-		if now.Sub(p.changed) >= w.cfg.SettleTime {
-			ready = append(ready, path)
+	w.mu.Lock()
+	if !w.blocked {
+		for path, p := range w.pending {
+			if p.size > 0 && now.Sub(p.changed) >= w.cfg.SettleTime && !now.Before(p.retryAt) {
+				ready = append(ready, path)
+			}
 		}
 	}
 	w.mu.Unlock()
@@ -476,9 +578,11 @@ func (w *Watcher) takeSettled(ctx context.Context) {
 		blocked := w.blocked
 		w.mu.Unlock()
 		if blocked {
-			return
+			break
 		}
 	}
+	w.retryStuck(now)
+	w.noteWaiting(now)
 }
 
 // takeBatch re-checks each file, claims the good ones with one fsync per
@@ -497,26 +601,32 @@ func (w *Watcher) takeBatch(ctx context.Context, paths []string) {
 		}
 		if p != nil && (p.size != fi.Size() || !p.mtime.Equal(fi.ModTime())) {
 			p.size, p.mtime, p.changed = fi.Size(), fi.ModTime(), w.now()
+			p.retryAt, p.claimErr, p.reported = time.Time{}, "", false
 			w.mu.Unlock()
 			continue
 		}
-		delete(w.pending, path)
 		w.mu.Unlock()
 		if fi.Size() == 0 {
-			// Created but not written yet (or a writer slower than
-			// SettleTime): its next write event or a rescan brings it back.
-			continue
+			continue // truncated since it was noted: it waits for content again
 		}
 		source, prio := w.sourceOf(path)
 		it := Item{ID: newID(), Source: source, Name: fi.Name(), Priority: prio, Size: fi.Size()}
 		if reason := w.check(fi); reason != "" {
-			w.refuse(path, it, reason)
+			w.forget(path)
+			w.refuse(path, it, reason, fi)
 			continue
+		}
+		if a, ok := w.sink.(Admitter); ok {
+			if err := a.Admit(fi.Size()); err != nil {
+				w.pause(err, it.ID)
+				break // this file and the rest stay in the spool
+			}
 		}
 		if err := w.claim(path, &it); err != nil {
-			w.setErr(err)
+			w.claimFailed(path, it, fi, err)
 			continue
 		}
+		w.forget(path)
 		dirs[filepath.Dir(path)] = true
 		claimed = append(claimed, it)
 	}
@@ -537,6 +647,168 @@ func (w *Watcher) takeBatch(ctx context.Context, paths []string) {
 			w.mu.Unlock()
 			return
 		}
+	}
+}
+
+func (w *Watcher) forget(path string) {
+	w.mu.Lock()
+	delete(w.pending, path)
+	w.mu.Unlock()
+}
+
+// claimFailed decides what a failed claim means. A file that vanished is
+// forgotten. A failure of the file itself (IsFileError, or a rename the
+// file or its directory refuses while ClaimDir is writable) refuses it: to
+// FailedDir, or left in place if it cannot be moved either. Anything else
+// (the claim directory or its file system) leaves the file in the spool,
+// claimed again after RescanInterval.
+func (w *Watcher) claimFailed(path string, it Item, fi os.FileInfo, err error) {
+	switch {
+	case errors.Is(err, errClaimedNotRegular):
+		w.forget(path)
+		w.refuse(it.Path, it, "not a regular file when claimed", nil)
+	case errors.Is(err, fs.ErrNotExist) && gone(path):
+		w.forget(path)
+		w.log.Info("spool file vanished before it was taken", "path", textutil.Clip(path))
+	case w.claimFileError(err, path):
+		w.forget(path)
+		w.refuse(path, it, err.Error(), fi)
+	default:
+		w.setErr(err)
+		w.mu.Lock()
+		if p := w.pending[path]; p != nil {
+			p.retryAt, p.claimErr = w.now().Add(w.cfg.RescanInterval), textutil.ClipMessage(err.Error())
+		}
+		w.mu.Unlock()
+	}
+}
+
+// claimFileError reports whether a claim of path failed because of the
+// file: IsFileError, or a rename of path refused with a per-file errno. A
+// permission error counts only while ClaimDir itself is writable (else
+// every file would be refused for a mistake in the set-up).
+func (w *Watcher) claimFileError(err error, path string) bool {
+	if IsFileError(err, path) {
+		return true
+	}
+	var le *os.LinkError
+	if !errors.As(err, &le) || le.Old != path || !fileErrno(le.Err) || errors.Is(le.Err, fs.ErrNotExist) {
+		return false
+	}
+	const wOK, xOK = 2, 1 // access(2) modes
+	return !errors.Is(le.Err, fs.ErrPermission) || syscall.Access(w.cfg.ClaimDir, wOK|xOK) == nil
+}
+
+// IsFileError reports whether err is about the file at path itself rather
+// than about the queue or its disk: an *fs.PathError naming exactly path
+// whose cause belongs to that file — permission denied (EACCES, EPERM), the
+// file vanished (ENOENT), an I/O error reading it (EIO), a name or link
+// problem (ENAMETOOLONG, ELOOP, EISDIR), a device behind it (ENXIO, ENODEV,
+// EBUSY). Errors such as ENOSPC, EROFS, EDQUOT or EMFILE, and errors naming
+// another path (the queue's own files), are not file errors. A Sink uses it
+// to return such errors wrapped in ErrRefused; the Watcher applies it as
+// well to what a Sink returns unclassified.
+func IsFileError(err error, path string) bool {
+	var pe *fs.PathError
+	return path != "" && errors.As(err, &pe) && pe.Path == path && fileErrno(pe.Err)
+}
+
+// fileErrno reports whether err is an errno that describes one file.
+func fileErrno(err error) bool {
+	if errors.Is(err, fs.ErrPermission) || errors.Is(err, fs.ErrNotExist) {
+		return true
+	}
+	for _, e := range []syscall.Errno{syscall.EIO, syscall.ELOOP, syscall.ENAMETOOLONG, syscall.EISDIR, syscall.ENXIO, syscall.ENODEV, syscall.EBUSY} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+func gone(path string) bool {
+	_, err := os.Lstat(path)
+	return errors.Is(err, fs.ErrNotExist)
+}
+
+// retryStuck tries again, once due, to move refused files that could not
+// be moved. A file that is gone (an operator removed it) or changed (it is
+// noted afresh) is dropped from the list.
+func (w *Watcher) retryStuck(now time.Time) {
+	var due []string
+	w.mu.Lock()
+	for path, st := range w.stuck {
+		if !now.Before(st.retryAt) {
+			due = append(due, path)
+		}
+	}
+	w.mu.Unlock()
+	for _, path := range due {
+		w.mu.Lock()
+		st := w.stuck[path]
+		w.mu.Unlock()
+		if st == nil {
+			continue
+		}
+		fi, err := os.Lstat(path)
+		inSpool := filepath.Dir(path) != filepath.Clean(w.cfg.ClaimDir)
+		drop := err != nil || (inSpool && (fi.Size() != st.size || !fi.ModTime().Equal(st.mtime)))
+		if !drop {
+			if err := w.toFailed(path, true, st.it.ID, st.it.Source, st.it.Name, st.reason, 0); err != nil {
+				w.mu.Lock()
+				st.retryAt = w.now().Add(w.cfg.RescanInterval)
+				w.mu.Unlock()
+				continue
+			}
+			w.log.Info("refused spool file moved to the failed directory", "path", textutil.Clip(path), "job_id", st.it.ID)
+		}
+		w.mu.Lock()
+		if w.stuck[path] == st {
+			delete(w.stuck, path)
+		}
+		w.mu.Unlock()
+	}
+}
+
+// noteWaiting counts the files that have sat unchanged in the spool for
+// longer than SettleTime without being taken, and logs each once (not
+// while the spool is paused: the pause itself is logged, and the files are
+// logged if they still wait after it).
+func (w *Watcher) noteWaiting(now time.Time) {
+	type waiting struct {
+		path, why string
+		size      int64
+		age       time.Duration
+	}
+	var fresh []waiting
+	n, empty, oldest := 0, 0, time.Duration(0)
+	w.mu.Lock()
+	for path, p := range w.pending {
+		if now.Sub(p.changed) < w.cfg.SettleTime {
+			continue
+		}
+		age := now.Sub(p.first)
+		n, oldest = n+1, max(oldest, age)
+		if p.size == 0 {
+			empty++
+		}
+		if p.reported || w.blocked {
+			continue
+		}
+		p.reported = true
+		why := "not taken yet"
+		switch {
+		case p.size == 0:
+			why = "empty file: taken once it has content"
+		case p.claimErr != "":
+			why = "cannot claim it, retried later: " + p.claimErr
+		}
+		fresh = append(fresh, waiting{path: path, why: why, size: p.size, age: age})
+	}
+	w.stats.Waiting, w.stats.WaitingEmpty, w.stats.OldestWaiting = n, empty, oldest
+	w.mu.Unlock()
+	for _, f := range fresh {
+		w.log.Warn("spool file waiting longer than settle_time", "path", textutil.Clip(f.path), "size", f.size, "age", f.age.Round(time.Millisecond), "why", f.why)
 	}
 }
 
@@ -575,7 +847,9 @@ func (w *Watcher) check(fi os.FileInfo) string {
 }
 
 // submit hands one claimed item to the sink. It reports false when the
-// sink is blocked (queue full or failing); the file then stays claimed.
+// sink is blocked (queue full or failing); the file then stays claimed. A
+// refusal (ErrRefused, or an error about the claimed file itself:
+// IsFileError) is the file's own: it goes to FailedDir and the spool goes on.
 func (w *Watcher) submit(ctx context.Context, it Item) bool {
 	dup, err := w.sink.Submit(ctx, it)
 	switch {
@@ -589,27 +863,42 @@ func (w *Watcher) submit(ctx context.Context, it Item) bool {
 		} else {
 			w.stats.Taken++
 		}
+		resumed := w.blocked
+		if resumed && w.stats.LastError == w.pauseErr {
+			w.stats.LastError, w.stats.LastErrorAt = "", time.Time{}
+		}
 		w.blocked, w.stats.Full = false, false
 		w.mu.Unlock()
+		if resumed {
+			w.log.Info("spool resumed: the queue takes files again")
+		}
 		return true
-	case errors.Is(err, ErrRefused):
-		w.refuse(it.Path, it, err.Error())
+	case errors.Is(err, ErrRefused) || IsFileError(err, it.Path):
+		w.refuse(it.Path, it, err.Error(), nil)
 		return true
 	default:
-		full := errors.Is(err, ErrQueueFull)
-		w.mu.Lock()
-		if !w.blocked {
-			w.log.Warn("spool paused: queue not taking files", "err", err, "id", it.ID)
-		}
-		w.blocked, w.stats.Full = true, full
-		w.stats.LastError = err.Error()
-		w.mu.Unlock()
+		w.pause(err, it.ID)
 		return false
 	}
 }
 
+// pause stops taking files because the queue cannot take them (err); the
+// retry tick tries again.
+func (w *Watcher) pause(err error, id string) {
+	full := errors.Is(err, ErrQueueFull)
+	msg := textutil.ClipMessage(err.Error())
+	w.mu.Lock()
+	if !w.blocked {
+		w.log.Warn("spool paused: queue not taking files", "err", msg, "job_id", id)
+	}
+	w.blocked, w.stats.Full = true, full
+	w.stats.LastError, w.stats.LastErrorAt, w.pauseErr = msg, w.now(), msg
+	w.mu.Unlock()
+}
+
 // submitClaimed submits every file in ClaimDir (left by a crash or by a
-// full queue) under its recorded id. It reports whether all went in.
+// full queue) under its recorded id, except refused files that could not
+// be moved (retryStuck's business). It reports whether all went in.
 func (w *Watcher) submitClaimed(ctx context.Context) bool {
 	ents, err := os.ReadDir(w.cfg.ClaimDir)
 	if err != nil {
@@ -622,6 +911,12 @@ func (w *Watcher) submitClaimed(ctx context.Context) bool {
 			continue
 		}
 		path := filepath.Join(w.cfg.ClaimDir, e.Name())
+		w.mu.Lock()
+		_, stuck := w.stuck[path]
+		w.mu.Unlock()
+		if stuck {
+			continue
+		}
 		id, source, name, ok := parseClaimName(e.Name())
 		fi, err := os.Lstat(path)
 		if err != nil {
@@ -630,7 +925,7 @@ func (w *Watcher) submitClaimed(ctx context.Context) bool {
 		it := Item{ID: id, Source: source, Name: name, Path: path, Priority: w.priority(source), Size: fi.Size()}
 		if !ok || !fi.Mode().IsRegular() {
 			it = Item{ID: newID(), Source: w.cfg.DefaultSource, Name: e.Name(), Path: path}
-			w.refuse(path, it, "unexpected entry in claim dir")
+			w.refuse(path, it, "unexpected entry in claim dir", nil)
 			continue
 		}
 		items = append(items, it)

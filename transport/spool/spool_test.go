@@ -26,12 +26,14 @@ func discard() *slog.Logger {
 // store under the job id (like the real queue) and dedupes by id.
 type storeSink struct {
 	dir string
-	// gate, when not nil, is received from before each Submit.
-	gate chan struct{}
-	mu   sync.Mutex
-	full bool
-	jobs map[string]Item
-	ch   chan Item
+	// gate, when not nil, is received from before each Submit; entered,
+	// when not nil, gets each item's name just before that.
+	gate    chan struct{}
+	entered chan string
+	mu      sync.Mutex
+	full    bool
+	jobs    map[string]Item
+	ch      chan Item
 }
 
 func newStoreSink(t *testing.T) *storeSink {
@@ -39,6 +41,9 @@ func newStoreSink(t *testing.T) *storeSink {
 }
 
 func (s *storeSink) Submit(ctx context.Context, it Item) (bool, error) {
+	if s.entered != nil {
+		s.entered <- it.Name
+	}
 	if s.gate != nil {
 		<-s.gate
 	}
@@ -299,7 +304,7 @@ func TestRefused(t *testing.T) {
 		{"top", "notes.txt", `extension ".txt"`},
 	}
 	for _, tt := range tests {
-		matches, _ := filepath.Glob(filepath.Join(cfg.FailedDir, tt.source, "*__"+tt.name+".json"))
+		matches, _ := filepath.Glob(filepath.Join(cfg.FailedDir, tt.source, "f-*__"+tt.name+".json"))
 		if len(matches) != 1 {
 			t.Fatalf("%s: got sidecars %v, want one", tt.name, matches)
 		}
@@ -434,11 +439,20 @@ func TestOverflowRescan(t *testing.T) {
 	cfg := testConfig(t)
 	sink := newStoreSink(t)
 	sink.gate = make(chan struct{})
+	sink.entered = make(chan string, n+10)
 	w := start(t, cfg, sink)
 	write(t, filepath.Join(cfg.Dir, "first.jpg"), "1")
 	sink.gate <- struct{}{} // the loop is now in Submit; hold the next one
 	write(t, filepath.Join(cfg.Dir, "second.jpg"), "2")
 	waitFor(t, "first job", 10*time.Second, func() bool { return sink.count() == 1 })
+	// Only once the loop is blocked in the second Submit do events pile up.
+	for name := ""; name != "second.jpg"; {
+		select {
+		case name = <-sink.entered:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the loop never reached the second Submit")
+		}
+	}
 	for i := 0; i < n; i++ {
 		if err := os.WriteFile(filepath.Join(cfg.Dir, fmt.Sprintf("img%05d.jpg", i)), []byte("x"), 0o644); err != nil {
 			t.Fatal(err)
