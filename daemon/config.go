@@ -57,6 +57,10 @@ type QueueConfig struct {
 	// DefaultTTL is applied to jobs that carry no deadline of their own; 0 means none.
 	DefaultTTL  time.Duration `yaml:"default_ttl"`
 	SmallDevice bool          `yaml:"small_device"`
+	// DiskReserve is the free space kept on state_dir's file system: below it new
+	// input is refused while the backlog drains. 0: derived from the queue's
+	// journal and memtable sizes (64 MiB with small_device).
+	DiskReserve ByteSize `yaml:"disk_reserve"`
 }
 
 // WorkerConfig tunes the single inference worker.
@@ -370,6 +374,9 @@ func (c *Config) Validate() error {
 	positive("queue.backoff_base", int64(q.BackoffBase))
 	if q.BackoffMax < q.BackoffBase {
 		bad("queue.backoff_max", q.BackoffMax, "must be at least queue.backoff_base")
+	}
+	if q.DiskReserve < 0 {
+		bad("queue.disk_reserve", q.DiskReserve, "must not be negative (0: the default)")
 	}
 	if q.DefaultTTL < 0 {
 		bad("queue.default_ttl", q.DefaultTTL, "must not be negative")

@@ -120,10 +120,11 @@ func (d *Daemon) Open(ctx context.Context) error {
 	qopts.BackoffMax = cfg.Queue.BackoffMax
 	qopts.DedupeWindow = cfg.Queue.DedupeWindow
 	qopts.SmallDevice = cfg.Queue.SmallDevice
+	qopts.DiskReserve = int64(cfg.Queue.DiskReserve)
 	qopts.Now = d.now
 	qopts.Logger = d.log.With("component", "queue")
 	qopts.OnExpired = d.expiredMessages
-	q, err := queue.Open(qopts)
+	q, err := d.openQueue(ctx, qopts)
 	if err != nil {
 		return fmt.Errorf("cannot open queue: %w", err)
 	}
@@ -194,6 +195,35 @@ func (d *Daemon) Open(ctx context.Context) error {
 		d.control = c
 	}
 	return nil
+}
+
+// diskFullRetry is how often a queue that a full disk kept from opening is tried again.
+var diskFullRetry = 2 * time.Second
+
+// openQueue opens the queue. On a disk too full to open it (queue.ErrDiskFull, which
+// the queue reports before Badger writes anything), it waits for space instead of
+// failing: under systemd a failed start is a restart loop that only an operator
+// freeing space by hand ends. systemd is told why (STATUS=) and the start timeout is
+// extended while it waits.
+func (d *Daemon) openQueue(ctx context.Context, o queue.Options) (*queue.Queue, error) {
+	var logged time.Time
+	for {
+		q, err := queue.Open(o)
+		if !errors.Is(err, queue.ErrDiskFull) {
+			return q, err
+		}
+		if time.Since(logged) >= time.Minute {
+			d.log.Error("cannot open the queue: waiting for disk space", "err", err, "retry", diskFullRetry.String())
+			logged = time.Now()
+		}
+		_ = d.notify.Status(err.Error() + "; waiting for space")
+		_ = d.notify.ExtendTimeout(diskFullRetry + 30*time.Second)
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(diskFullRetry):
+		}
+	}
 }
 
 func (d *Daemon) openSpool() error {
@@ -369,6 +399,14 @@ func (d *Daemon) pokeHealth() {
 	}
 }
 
+// problemsKey is what "health changed" compares: the problems without their figures
+// (free space, ages, counts), which change all the time without news.
+func problemsKey(problems []string) string {
+	return figures.ReplaceAllString(strings.Join(problems, "|"), "#")
+}
+
+var figures = regexp.MustCompile(`[0-9][0-9.]*`)
+
 func (d *Daemon) healthLoop(ctx context.Context) error {
 	t := time.NewTicker(d.cfg.Health.Interval)
 	defer t.Stop()
@@ -377,7 +415,7 @@ func (d *Daemon) healthLoop(ctx context.Context) error {
 		h := d.refreshHealth()
 		// A state change (status, problems, connection) is published at once; otherwise
 		// the document goes out on the ticker.
-		key := h.Status + strings.Join(h.Problems, "|")
+		key := h.Status + problemsKey(h.Problems)
 		if d.client != nil {
 			d.client.SetHealth(mustHealthJSON(h))
 		}
@@ -406,16 +444,14 @@ func (d *Daemon) refreshHealth() Health {
 	in := healthInputs{
 		seq: d.seq.Add(1), node: d.node, version: d.opts.Version, now: d.now(), startedAt: d.startedAt,
 		model:  d.eng.Info(),
-		engine: engineStats{Restarts: es.Restarts, Crashes: es.Crashes, Timeouts: es.Timeouts, LastError: es.LastError},
+		engine: engineStats{Restarts: es.Restarts, Crashes: es.Crashes, Timeouts: es.Timeouts, LastError: es.LastError, LastErrorAt: es.LastErrorAt},
 		queue:  d.q.Stats(), worker: d.worker.snapshot(), disk: diskFree(d.cfg.StateDir), alive: d.alive(),
 	}
 	if d.client != nil {
-		s := d.client.Stats()
-		in.mqtt = &HealthMQTT{Connected: s.Connected, Reconnects: s.Reconnects, Published: s.Published, Rejected: s.Rejected, LastError: s.LastError}
+		in.mqtt = mqttHealth(d.client.Stats())
 	}
 	if d.watcher != nil {
-		s := d.watcher.Stats()
-		in.spool = &HealthSpool{Taken: s.Taken, Refused: s.Refused, Pending: s.Pending, Overflows: s.Overflows, LastError: s.LastError}
+		in.spool = spoolHealth(d.watcher.Stats())
 	}
 	h := buildHealth(in)
 	d.healthMu.Lock()

@@ -320,12 +320,7 @@ func TestKill9Daemon(t *testing.T) {
 	rt := requireRuntime(t)
 	b := mqtttest.Start(t, mqtttest.Options{})
 	cfg := e2eConfig(t, b, rt)
-	bin := filepath.Join(t.TempDir(), "inferq")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/inferq")
-	build.Dir = ".."
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildInferq(t)
 	cfgPath := filepath.Join(t.TempDir(), "inferq.yaml")
 	writeYAML(t, cfgPath, cfg)
 	sub := b.Subscribe(t, "-t", "inferq/e2e/#", "-q", "1")
@@ -417,6 +412,18 @@ func TestKill9Daemon(t *testing.T) {
 		t.Errorf("clean stop: %v\n%s", err, tail(out.String()))
 	}
 	sub.WaitFor(t, "inferq/e2e/available stopped", 10*time.Second)
+}
+
+// buildInferq builds the real binary into a temporary directory.
+func buildInferq(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "inferq")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/inferq")
+	build.Dir = ".."
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
 }
 
 func tail(s string) string {
@@ -538,7 +545,12 @@ func TestBrokenModelAtStart(t *testing.T) {
 			t.Fatalf("result %+v, want waiting.jpg ok", r)
 		}
 	}
-	if h := d.Health(); h.Status == HealthFailing {
+	h = d.Health()
+	if h.Status == HealthFailing {
 		t.Errorf("health after the good model loaded: %s %q", h.Status, h.Problems)
+	}
+	// The engine works again: its load error is past, not current.
+	if h.Engine.LastError != "" || h.Engine.PastError == "" || h.Engine.PastErrorAt == nil {
+		t.Errorf("engine after the good model loaded: last error %q, past %q at %v; want the load error past", h.Engine.LastError, h.Engine.PastError, h.Engine.PastErrorAt)
 	}
 }

@@ -8,6 +8,8 @@ import (
 
 	"github.com/inferq/inferq/infer"
 	"github.com/inferq/inferq/queue"
+	"github.com/inferq/inferq/transport/mqtt"
+	"github.com/inferq/inferq/transport/spool"
 )
 
 // Health states, worst last.
@@ -52,13 +54,18 @@ type HealthModel struct {
 	ReloadError string    `json:"reload_error,omitempty"`
 }
 
-// HealthEngine describes the supervised engine child.
+// HealthEngine describes the supervised engine child. LastError is the
+// engine's error while it is current; once the engine worked again (a run
+// returned a result, a model loaded) it is shown as PastError instead.
 type HealthEngine struct {
-	Restarts  uint64 `json:"restarts"`
-	Crashes   uint64 `json:"crashes"`
-	Timeouts  uint64 `json:"timeouts"`
-	BusyMS    int64  `json:"busy_ms"`
-	LastError string `json:"last_error,omitempty"`
+	Restarts    uint64     `json:"restarts"`
+	Crashes     uint64     `json:"crashes"`
+	Timeouts    uint64     `json:"timeouts"`
+	BusyMS      int64      `json:"busy_ms"`
+	LastError   string     `json:"last_error,omitempty"`
+	LastErrorAt *time.Time `json:"last_error_at,omitempty"`
+	PastError   string     `json:"past_error,omitempty"`
+	PastErrorAt *time.Time `json:"past_error_at,omitempty"`
 }
 
 // HealthQueue is the backlog at a glance.
@@ -97,28 +104,65 @@ type HealthOutbox struct {
 	OldestAgeS float64 `json:"oldest_age_s"`
 }
 
-// HealthMQTT is the broker connection.
+// HealthMQTT is the broker connection and MQTT ingest. Refused counts
+// ingest messages refused for good (malformed, too large, bad id or source:
+// acked, dropped, a "rejected" event with retry=false), with the last
+// reason; Rejected counts ingest submits that failed transiently (queue full
+// or failing: not acked, retried; one message may count several times).
+// LastError is the current error; once that part works again it moves to
+// PastError.
 type HealthMQTT struct {
-	Connected  bool   `json:"connected"`
-	Reconnects uint64 `json:"reconnects"`
-	Published  uint64 `json:"published"`
-	Rejected   uint64 `json:"rejected"`
-	LastError  string `json:"last_error,omitempty"`
+	Connected     bool       `json:"connected"`
+	Reconnects    uint64     `json:"reconnects"`
+	Published     uint64     `json:"published"`
+	Refused       uint64     `json:"refused"`
+	LastRefused   string     `json:"last_refused,omitempty"`
+	LastRefusedAt *time.Time `json:"last_refused_at,omitempty"`
+	Rejected      uint64     `json:"rejected"`
+	LastError     string     `json:"last_error,omitempty"`
+	LastErrorAt   *time.Time `json:"last_error_at,omitempty"`
+	PastError     string     `json:"past_error,omitempty"`
+	PastErrorAt   *time.Time `json:"past_error_at,omitempty"`
 }
 
-// HealthSpool is the directory watcher.
+// HealthSpool is the directory watcher. Refused counts files refused before
+// becoming jobs (to failed/ with a sidecar), with the last reason; Unmovable
+// is how many of them could not be moved and stay where they are. Waiting
+// is how many files have sat unchanged in the spool longer than settle_time
+// without being taken (WaitingEmpty of them empty), the oldest for
+// OldestWaitingS seconds. ArchiveFailures counts finished jobs whose image
+// could not be filed into done/ or failed/. Paused: the queue is full or
+// failing and no new files are claimed (Pending claimed files wait).
 type HealthSpool struct {
-	Taken     uint64 `json:"taken"`
-	Refused   uint64 `json:"refused"`
-	Pending   int    `json:"pending"`
-	Overflows uint64 `json:"overflows"`
-	LastError string `json:"last_error,omitempty"`
+	Taken              uint64     `json:"taken"`
+	Refused            uint64     `json:"refused"`
+	LastRefused        string     `json:"last_refused,omitempty"`
+	LastRefusedAt      *time.Time `json:"last_refused_at,omitempty"`
+	Unmovable          int        `json:"unmovable"`
+	Waiting            int        `json:"waiting"`
+	WaitingEmpty       int        `json:"waiting_empty"`
+	OldestWaitingS     float64    `json:"oldest_waiting_s"`
+	ArchiveFailures    uint64     `json:"archive_failures"`
+	LastArchiveError   string     `json:"last_archive_error,omitempty"`
+	LastArchiveErrorAt *time.Time `json:"last_archive_error_at,omitempty"`
+	Paused             bool       `json:"paused"`
+	Pending            int        `json:"pending"`
+	Overflows          uint64     `json:"overflows"`
+	LastError          string     `json:"last_error,omitempty"`
 }
 
-// HealthDisk is free space where the queue lives.
+// HealthDisk is free space where the queue lives, and what the queue does about it:
+// below ReserveBytes new input is refused (Full) while the backlog drains; below a
+// quarter of it nothing more is leased either (LeasesHeld). Volatile names a tmpfs or
+// ramfs under state_dir: nothing queued there survives a reboot.
 type HealthDisk struct {
-	Path      string `json:"path"`
-	FreeBytes uint64 `json:"free_bytes"`
+	Path         string `json:"path"`
+	FreeBytes    uint64 `json:"free_bytes"`
+	ReserveBytes int64  `json:"reserve_bytes"`
+	Full         bool   `json:"full"`
+	LeasesHeld   bool   `json:"leases_held,omitempty"`
+	Refused      uint64 `json:"refused"`
+	Volatile     string `json:"volatile,omitempty"`
 }
 
 // healthInputs is everything a health document is made from; gathering and shaping are
@@ -143,15 +187,59 @@ type healthInputs struct {
 type engineStats struct {
 	Restarts, Crashes, Timeouts uint64
 	LastError                   string
+	LastErrorAt                 time.Time
+}
+
+// recentWindow is how long a refusal or an archive failure stays in
+// problems after the last one: long enough to be seen, short enough that
+// one bad file does not mark the box degraded for good (the counts stay).
+const recentWindow = time.Hour
+
+// timePtr is t in UTC, or nil for the zero time (omitted from the JSON).
+func timePtr(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	u := t.UTC()
+	return &u
+}
+
+// mqttHealth shapes the MQTT client's stats for health.
+func mqttHealth(s mqtt.Stats) *HealthMQTT {
+	return &HealthMQTT{Connected: s.Connected, Reconnects: s.Reconnects, Published: s.Published,
+		Refused: s.Refused, LastRefused: s.LastRefused, LastRefusedAt: timePtr(s.LastRefusedAt), Rejected: s.Rejected,
+		LastError: s.LastError, LastErrorAt: timePtr(s.LastErrorAt), PastError: s.PastError, PastErrorAt: timePtr(s.PastErrorAt)}
+}
+
+// spoolHealth shapes the spool watcher's stats for health.
+func spoolHealth(s spool.Stats) *HealthSpool {
+	return &HealthSpool{Taken: s.Taken, Refused: s.Refused, LastRefused: s.LastRefused, LastRefusedAt: timePtr(s.LastRefusedAt),
+		Unmovable: s.Unmovable, Waiting: s.Waiting, WaitingEmpty: s.WaitingEmpty, OldestWaitingS: s.OldestWaiting.Round(time.Second).Seconds(),
+		ArchiveFailures: s.ArchiveFailures, LastArchiveError: s.LastArchiveError, LastArchiveErrorAt: timePtr(s.LastArchiveErrorAt),
+		Paused: s.Paused, Pending: s.Pending, Overflows: s.Overflows, LastError: s.LastError}
+}
+
+// engineHealth shows the engine's last error as current until the engine
+// worked after it (okAt: the last run with a result or model load).
+func engineHealth(e engineStats, busy time.Duration, okAt time.Time) HealthEngine {
+	h := HealthEngine{Restarts: e.Restarts, Crashes: e.Crashes, Timeouts: e.Timeouts, BusyMS: busy.Milliseconds()}
+	if e.LastError == "" {
+		return h
+	}
+	if !okAt.IsZero() && !e.LastErrorAt.IsZero() && okAt.After(e.LastErrorAt) {
+		h.PastError, h.PastErrorAt = e.LastError, timePtr(e.LastErrorAt)
+	} else {
+		h.LastError, h.LastErrorAt = e.LastError, timePtr(e.LastErrorAt)
+	}
+	return h
 }
 
 func buildHealth(in healthInputs) Health {
 	h := Health{
 		Seq: in.seq, Node: in.node, Version: in.version, Time: in.now.UTC(),
 		StartedAt: in.startedAt.UTC(), UptimeS: int64(in.now.Sub(in.startedAt) / time.Second),
-		Model: HealthModel{Name: in.model.Name, SHA256: in.model.SHA256, Kind: in.model.Kind, Runtime: in.model.Runtime, LoadedAt: in.model.LoadedAt.UTC()},
-		Engine: HealthEngine{Restarts: in.engine.Restarts, Crashes: in.engine.Crashes, Timeouts: in.engine.Timeouts,
-			BusyMS: in.worker.Busy.Milliseconds(), LastError: in.engine.LastError},
+		Model:  HealthModel{Name: in.model.Name, SHA256: in.model.SHA256, Kind: in.model.Kind, Runtime: in.model.Runtime, LoadedAt: in.model.LoadedAt.UTC()},
+		Engine: engineHealth(in.engine, in.worker.Busy, in.worker.EngineOKAt),
 		Queue: HealthQueue{
 			Depth: in.queue.ReadyTotal, ByPriority: map[string]int{}, Leased: in.queue.Leased,
 			Delayed: in.queue.Delayed, Dead: in.queue.Dead, OldestAgeS: in.queue.OldestReady.Seconds(),
@@ -162,6 +250,11 @@ func buildHealth(in healthInputs) Health {
 			P50MS: ms(in.worker.P50), P90MS: ms(in.worker.P90), P99MS: ms(in.worker.P99)},
 		Outbox: HealthOutbox{Depth: in.queue.Outbox, OldestAgeS: in.queue.OutboxOldest.Seconds()},
 		MQTT:   in.mqtt, Spool: in.spool, Disk: in.disk,
+	}
+	h.Disk.ReserveBytes, h.Disk.Full, h.Disk.LeasesHeld = in.queue.DiskReserve, in.queue.DiskFull, in.queue.LeasesHeld
+	h.Disk.Refused, h.Disk.Volatile = in.queue.DiskRefused, in.queue.Volatile
+	if in.queue.DiskFree > 0 { // what the queue itself can use (root may use ext4's reserved blocks)
+		h.Disk.FreeBytes = uint64(in.queue.DiskFree)
 	}
 	for p, n := range in.queue.Ready {
 		h.Queue.ByPriority[strconv.Itoa(p)] = n
@@ -184,8 +277,19 @@ func buildHealth(in healthInputs) Health {
 		}
 		failing = append(failing, p)
 	}
-	if h.Queue.Full {
+	free := func() string {
+		return fmt.Sprintf("%s free, reserve %s", mibString(in.queue.DiskFree), mibString(in.queue.DiskReserve))
+	}
+	switch {
+	case in.queue.LeasesHeld:
+		failing = append(failing, "disk full: "+free()+": new input refused and processing paused until space returns; results still go out")
+	case in.queue.DiskFull:
+		degraded = append(degraded, "disk nearly full: "+free()+": new input is refused while the backlog drains")
+	case h.Queue.Full:
 		degraded = append(degraded, fmt.Sprintf("queue full (%d jobs, %d bytes): new input is refused", in.queue.ReadyTotal+in.queue.Leased+in.queue.Delayed, in.queue.Bytes))
+	}
+	if in.queue.Volatile != "" {
+		degraded = append(degraded, fmt.Sprintf("state_dir is on %s: nothing queued survives a reboot or power cut", in.queue.Volatile))
 	}
 	if h.Model.ReloadError != "" {
 		degraded = append(degraded, "model reload failed: "+h.Model.ReloadError)
@@ -196,6 +300,8 @@ func buildHealth(in healthInputs) Health {
 	if in.queue.Damaged > 0 {
 		degraded = append(degraded, fmt.Sprintf("%d damaged queue records set aside", in.queue.Damaged))
 	}
+	degraded = append(degraded, spoolProblems(in.spool, in.now)...)
+	degraded = append(degraded, mqttProblems(in.mqtt, in.now)...)
 	h.Status = HealthOK
 	switch {
 	case len(failing) > 0:
@@ -205,6 +311,51 @@ func buildHealth(in healthInputs) Health {
 	}
 	h.Problems = append(failing, degraded...)
 	return h
+}
+
+// mibString shows a byte count in MiB with one decimal.
+func mibString(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
+
+// recent reports whether t is set and within recentWindow before now.
+func recent(t *time.Time, now time.Time) bool {
+	return t != nil && now.Sub(*t) < recentWindow
+}
+
+// spoolProblems are the spool's entries in problems: a pause, files that
+// cannot be moved, files waiting, and recent refusals and archive failures.
+func spoolProblems(s *HealthSpool, now time.Time) []string {
+	if s == nil {
+		return nil
+	}
+	var p []string
+	if s.Paused {
+		msg := fmt.Sprintf("spool paused: the queue takes no files, %d claimed files wait", s.Pending)
+		if s.LastError != "" {
+			msg += ": " + s.LastError
+		}
+		p = append(p, msg)
+	}
+	if s.Unmovable > 0 {
+		p = append(p, fmt.Sprintf("spool: %d refused files could not be moved to the failed directory and stay where they are (retried)", s.Unmovable))
+	}
+	if s.Waiting > 0 {
+		p = append(p, fmt.Sprintf("spool: %d files waiting longer than settle_time (%d empty), oldest %.0f s", s.Waiting, s.WaitingEmpty, s.OldestWaitingS))
+	}
+	if s.Refused > 0 && recent(s.LastRefusedAt, now) {
+		p = append(p, fmt.Sprintf("spool: %d files refused, last: %s", s.Refused, s.LastRefused))
+	}
+	if s.ArchiveFailures > 0 && recent(s.LastArchiveErrorAt, now) {
+		p = append(p, fmt.Sprintf("spool: %d finished images could not be archived, last: %s", s.ArchiveFailures, s.LastArchiveError))
+	}
+	return p
+}
+
+// mqttProblems are MQTT ingest's entries in problems: recent refusals.
+func mqttProblems(m *HealthMQTT, now time.Time) []string {
+	if m == nil || m.Refused == 0 || !recent(m.LastRefusedAt, now) {
+		return nil
+	}
+	return []string{fmt.Sprintf("mqtt: %d ingest messages refused, last: %s", m.Refused, m.LastRefused)}
 }
 
 func diskFree(path string) HealthDisk {

@@ -114,7 +114,10 @@ type diskGuard struct {
 	at     time.Time // when free was read
 	info   diskInfo
 	err    error
+	since  int64  // bytes admitted since free was read: taken off it until the next read
 	refuse uint64 // enqueues refused for the reserve
+	// refused is the size of the last request refused, 0 once one is admitted.
+	refused int64
 }
 
 // diskCacheFor is how long one statfs answer is used: short next to the time
@@ -127,9 +130,11 @@ func (g *diskGuard) look(fresh bool) (diskInfo, error) {
 	now := g.now()
 	if fresh || !g.info.statfsOK || now.Sub(g.at) > diskCacheFor || now.Before(g.at) {
 		g.info, g.err = statDisk(g.dir)
-		g.at = now
+		g.at, g.since = now, 0
 	}
-	return g.info, g.err
+	d := g.info
+	d.free -= g.since
+	return d, g.err
 }
 
 // floor is the free space below which nothing more is leased.
@@ -139,8 +144,8 @@ func (g *diskGuard) floor() int64 { return g.reserve / 4 }
 func (g *diskGuard) ballastSize() int64 { return max(g.reserve/4, g.openNeed) }
 
 // admit checks that need more bytes can be taken in while keeping the
-// reserve; it returns a *FullError when not.
-func (g *diskGuard) admit(need int64) error {
+// reserve; it returns a *FullError when not, counted when count is set.
+func (g *diskGuard) admit(need int64, count bool) error {
 	if g.reserve <= 0 {
 		return nil
 	}
@@ -148,13 +153,29 @@ func (g *diskGuard) admit(need int64) error {
 	if err != nil {
 		return nil // a file system that cannot be asked is not called full
 	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
 	if d.free-need < g.reserve {
-		g.mu.Lock()
-		g.refuse++
-		g.mu.Unlock()
+		if count {
+			g.refuse++
+		}
+		g.refused = max(need, 1)
 		return &FullError{Limit: "disk_reserve", Value: d.free, Max: g.reserve}
 	}
+	g.since += need // about to be written: counted until free is read again
+	g.refused = 0
 	return nil
+}
+
+// full reports whether input is refused for the reserve now: the free space
+// is below it, or too little above it for the last request refused.
+func (g *diskGuard) full(d diskInfo) bool {
+	if g.reserve <= 0 {
+		return false
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return d.free-max(g.refused-1, 0) < g.reserve
 }
 
 // holdLeases reports whether free space is below the floor. Something else

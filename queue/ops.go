@@ -138,11 +138,12 @@ func (q *Queue) Enqueue(ctx context.Context, j NewJob) (EnqueueResult, error) {
 	}
 	need := int64(len(j.Image))
 	if j.ImageFile != "" {
-		if fi, err := os.Stat(j.ImageFile); err == nil {
+		// A file on the queue's own file system is linked, not copied: no new space.
+		if fi, err := os.Stat(j.ImageFile); err == nil && !sameDevice(fi, q.blobDir) {
 			need = fi.Size()
 		}
 	}
-	if err := q.disk.admit(need); err != nil {
+	if err := q.disk.admit(need, true); err != nil {
 		return EnqueueResult{}, err
 	}
 	rec := &record{State: stReady, Priority: uint8(j.Priority), Source: j.Source, Meta: j.Meta}
@@ -188,6 +189,28 @@ func (q *Queue) Enqueue(ctx context.Context, j NewJob) (EnqueueResult, error) {
 		q.removeBlob(rec.Blob)
 	}
 	return res, err
+}
+
+// Admit reports whether a job with an image of size bytes would be taken
+// now: nil, or the *FullError Enqueue would return (disk reserve, max_jobs,
+// max_bytes), or ErrClosed. It stores nothing. A source calls it before it
+// moves input toward the queue (a spool file claimed onto the state disk),
+// so that refused input stays where it is.
+func (q *Queue) Admit(size int64) error {
+	if err := q.disk.admit(size, false); err != nil {
+		return err
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	switch {
+	case q.closed:
+		return ErrClosed
+	case q.opts.MaxJobs > 0 && q.st.jobs+1 > q.opts.MaxJobs:
+		return &FullError{Limit: "max_jobs", Value: int64(q.st.jobs + 1), Max: int64(q.opts.MaxJobs)}
+	case q.opts.MaxBytes > 0 && q.st.bytes+size > q.opts.MaxBytes:
+		return &FullError{Limit: "max_bytes", Value: q.st.bytes + size, Max: q.opts.MaxBytes}
+	}
+	return nil
 }
 
 func (q *Queue) enqueue(id string, rec *record, inline []byte) (EnqueueResult, *batch, error) {

@@ -57,7 +57,7 @@ func (q *Queue) Stats() Stats {
 	s.DiskReserve, s.Volatile, s.DiskFree = q.disk.reserve, q.volatile, -1
 	if d, err := q.disk.look(false); err == nil {
 		s.DiskFree = d.free
-		s.DiskFull = s.DiskReserve > 0 && d.free < s.DiskReserve
+		s.DiskFull = q.disk.full(d)
 		s.LeasesHeld = s.DiskReserve > 0 && d.free < q.disk.floor()
 	}
 	q.disk.mu.Lock()
