@@ -63,7 +63,11 @@ func (e fullError) Unwrap() []error { return []error{e.err, e.sentinel} }
 type ingestSink struct{ d *Daemon }
 
 func (s *ingestSink) Submit(ctx context.Context, it mqtt.IngestItem) (bool, error) {
-	res, err := s.d.q.Enqueue(ctx, queue.NewJob{
+	q := s.d.mqttQueue.Load()
+	if q == nil {
+		return false, fullError{errQueueNotOpen, mqtt.ErrQueueFull}
+	}
+	res, err := q.Enqueue(ctx, queue.NewJob{
 		ID: it.ID, Priority: it.Priority, Source: it.Source, Meta: it.Meta,
 		Image: it.Image, Deadline: s.d.deadline(it.Deadline),
 	})
@@ -80,11 +84,20 @@ func (s *ingestSink) Submit(ctx context.Context, it mqtt.IngestItem) (bool, erro
 	return res.Duplicate, err
 }
 
-// outboxAdapter lets the MQTT publisher drain the queue's outbox.
-type outboxAdapter struct{ q *queue.Queue }
+// errQueueNotOpen is what the MQTT side meets while a full disk keeps the queue from
+// opening (Daemon.waitForDisk): ingest is not acknowledged, so the broker redelivers.
+var errQueueNotOpen = errors.New("queue not open yet: disk full")
+
+// outboxAdapter lets the MQTT publisher drain the queue's outbox. The client may run
+// before the queue is open (a full disk at start): the outbox is empty until it is.
+type outboxAdapter struct{ d *Daemon }
 
 func (o *outboxAdapter) OutboxPeek(n int) ([]mqtt.OutboxRow, error) {
-	rows, err := o.q.OutboxPeek(n)
+	q := o.d.mqttQueue.Load()
+	if q == nil {
+		return nil, nil
+	}
+	rows, err := q.OutboxPeek(n)
 	if err != nil {
 		return nil, err
 	}
@@ -95,8 +108,17 @@ func (o *outboxAdapter) OutboxPeek(n int) ([]mqtt.OutboxRow, error) {
 	return out, nil
 }
 
-func (o *outboxAdapter) OutboxDelete(seqs ...uint64) error { return o.q.OutboxDelete(seqs...) }
-func (o *outboxAdapter) OutboxNotify() <-chan struct{}     { return o.q.OutboxNotify() }
+func (o *outboxAdapter) OutboxDelete(seqs ...uint64) error {
+	q := o.d.mqttQueue.Load()
+	if q == nil {
+		return errQueueNotOpen
+	}
+	return q.OutboxDelete(seqs...)
+}
+
+// OutboxNotify is the daemon's own channel, fed from the queue's once it is open
+// (Daemon.forwardOutboxNotify), so that a client started before the queue hears it.
+func (o *outboxAdapter) OutboxNotify() <-chan struct{} { return o.d.outNotify }
 
 // engineAdapter narrows the supervisor to what the worker uses.
 type engineAdapter struct{ s *infer.Supervisor }

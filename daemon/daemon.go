@@ -53,6 +53,12 @@ type Daemon struct {
 	control *controlServer
 	notify  *systemd.Notifier
 
+	// mqttQueue is the queue as the MQTT client's adapters see it: nil while a full disk
+	// keeps it from opening (the client may already run then); outNotify carries the
+	// queue's outbox notifications to the client.
+	mqttQueue atomic.Pointer[queue.Queue]
+	outNotify chan struct{}
+
 	startedAt time.Time
 	seq       atomic.Uint64
 	poke      chan struct{}
@@ -86,7 +92,7 @@ func New(cfg Config, opts Options) (*Daemon, error) {
 		node = hostNode()
 	}
 	return &Daemon{cfg: cfg, opts: opts, log: opts.Logger, now: opts.Now, node: node,
-		notify: opts.Notifier, poke: make(chan struct{}, 1)}, nil
+		notify: opts.Notifier, poke: make(chan struct{}, 1), outNotify: make(chan struct{}, 1)}, nil
 }
 
 var notTopicChars = regexp.MustCompile(`[^A-Za-z0-9._-]`)
@@ -128,7 +134,7 @@ func (d *Daemon) Open(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("cannot open queue: %w", err)
 	}
-	d.q = q
+	d.setQueue(q)
 
 	eng, err := infer.NewSupervisor(infer.SupervisorConfig{
 		Command: d.opts.EngineCommand,
@@ -162,7 +168,7 @@ func (d *Daemon) Open(ctx context.Context) error {
 			return err
 		}
 	}
-	if cfg.MQTT.Enabled {
+	if cfg.MQTT.Enabled && d.client == nil { // (waitForDisk may have opened it)
 		if err := d.openMQTT(ctx); err != nil {
 			return err
 		}
@@ -203,8 +209,10 @@ var diskFullRetry = 2 * time.Second
 // openQueue opens the queue. On a disk too full to open it (queue.ErrDiskFull, which
 // the queue reports before Badger writes anything), it waits for space instead of
 // failing: under systemd a failed start is a restart loop that only an operator
-// freeing space by hand ends. systemd is told why (STATUS=) and the start timeout is
-// extended while it waits.
+// freeing space by hand ends. Meanwhile the box is visible: the broker connection is
+// opened (availability online, ingest not acknowledged so the broker keeps it), a
+// health document says why (status failing), systemd is told (STATUS=) and its start
+// timeout extended.
 func (d *Daemon) openQueue(ctx context.Context, o queue.Options) (*queue.Queue, error) {
 	var logged time.Time
 	for {
@@ -216,12 +224,53 @@ func (d *Daemon) openQueue(ctx context.Context, o queue.Options) (*queue.Queue, 
 			d.log.Error("cannot open the queue: waiting for disk space", "err", err, "retry", diskFullRetry.String())
 			logged = time.Now()
 		}
+		if d.cfg.MQTT.Enabled && d.client == nil {
+			if merr := d.openMQTT(ctx); merr != nil {
+				return nil, merr
+			}
+		}
+		if d.client != nil {
+			d.client.SetHealth(mustHealthJSON(d.waitingHealth(err)))
+		}
 		_ = d.notify.Status(err.Error() + "; waiting for space")
 		_ = d.notify.ExtendTimeout(diskFullRetry + 30*time.Second)
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		case <-time.After(diskFullRetry):
+		}
+	}
+}
+
+// setQueue makes q the daemon's queue, for the MQTT adapters too.
+func (d *Daemon) setQueue(q *queue.Queue) {
+	d.q = q
+	d.mqttQueue.Store(q)
+}
+
+// waitingHealth is the health document while the queue cannot open for lack of space.
+func (d *Daemon) waitingHealth(cause error) Health {
+	now := d.now()
+	return Health{
+		Seq: d.seq.Add(1), Node: d.node, Version: d.opts.Version, Status: HealthFailing,
+		Problems: []string{cause.Error() + ": input is not taken (spool files stay, MQTT ingest is not acknowledged) until space returns"},
+		Time:     now.UTC(), StartedAt: d.startedAt.UTC(), UptimeS: int64(now.Sub(d.startedAt) / time.Second),
+		Queue: HealthQueue{ByPriority: map[string]int{}, Full: true}, Disk: diskFree(d.cfg.StateDir),
+	}
+}
+
+// forwardOutboxNotify passes the queue's outbox notifications to the MQTT client's
+// channel until ctx is done.
+func (d *Daemon) forwardOutboxNotify(ctx context.Context) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-d.q.OutboxNotify():
+			select {
+			case d.outNotify <- struct{}{}:
+			default:
+			}
 		}
 	}
 }
@@ -274,7 +323,7 @@ func (d *Daemon) openMQTT(ctx context.Context) error {
 		ReconnectMax: mc.ReconnectMax, IngestEnabled: mc.Ingest.Enabled, IngestFilters: mc.Ingest.Filters,
 		MaxPayload: int(mc.Ingest.MaxPayload), DefaultPriority: mc.Ingest.DefaultPriority,
 		SourcePriority: mc.Ingest.SourcePriority,
-	}, &outboxAdapter{q: d.q}, &ingestSink{d: d}, d.log.With("component", "mqtt"))
+	}, &outboxAdapter{d: d}, &ingestSink{d: d}, d.log.With("component", "mqtt"))
 	if err != nil {
 		return fmt.Errorf("cannot configure mqtt: %w", err)
 	}
@@ -315,6 +364,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	if d.client != nil {
 		start(&netWG, netCtx, "mqtt", d.client.Run)
+		start(&netWG, netCtx, "outbox-notify", d.forwardOutboxNotify)
 	}
 	start(&wg, ctx, "queue", d.q.Run)
 	start(&wg, ctx, "worker", d.worker.Run)

@@ -121,6 +121,7 @@ type boxView struct {
 	t       *testing.T
 	sub     *mqtttest.Sub
 	health  Health
+	avail   string // the last availability
 	results map[string]ResultMessage
 	out     func() string // the daemon's output, for failures
 }
@@ -135,6 +136,8 @@ func (v *boxView) until(what string, timeout time.Duration, cond func() bool) {
 		}
 		topic, payload, _ := strings.Cut(line, " ")
 		switch {
+		case strings.HasSuffix(topic, "/available"):
+			v.avail = payload
 		case strings.HasSuffix(topic, "/health"):
 			var h Health
 			if err := json.Unmarshal([]byte(payload), &h); err != nil {
@@ -273,7 +276,7 @@ func runDiskFull(t *testing.T, bin, rt, mnt string, photos [][]byte) {
 	}
 	// Fill what the ballast gave back too, and restart once more: no ballast left,
 	// so the daemon waits for space (it must not exit: under systemd that is a
-	// restart loop).
+	// restart loop), online and saying why.
 	stop()
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
@@ -287,7 +290,15 @@ func runDiskFull(t *testing.T, bin, rt, mnt string, photos [][]byte) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	time.Sleep(3 * time.Second) // a few retries
+	before := v.health.StartedAt
+	v.until("health while waiting for space", 30*time.Second, func() bool {
+		return v.health.StartedAt.After(before) && v.health.Status == HealthFailing && v.problem("disk full: ")
+	})
+	t.Logf("waiting for space: availability %q, problems %q", v.avail, v.health.Problems)
+	if v.avail != "online" {
+		t.Errorf("availability %q while waiting for space, want online", v.avail)
+	}
+	v.until("a few more health documents while waiting", 30*time.Second, func() bool { return v.health.Seq >= 3 })
 	if exited() {
 		t.Fatalf("daemon exited while waiting for space:\n%s", tail(out.String()))
 	}

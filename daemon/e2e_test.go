@@ -457,7 +457,7 @@ func TestSinksMapQueueErrors(t *testing.T) {
 	opts.Model.Path = "unused"
 	d := &Daemon{cfg: opts, now: time.Now, poke: make(chan struct{}, 1)}
 	q := openTestQueue(t, 3)
-	d.q = q
+	d.setQueue(q)
 	ss, is := &spoolSink{d: d}, &ingestSink{d: d}
 	ctx := context.Background()
 	img := filepath.Join(t.TempDir(), "a.jpg")
@@ -478,7 +478,7 @@ func TestSinksMapQueueErrors(t *testing.T) {
 	}
 	// Fill the queue to its job limit, then both sinks must say "full, try later".
 	full := openFullQueue(t)
-	d.q = full
+	d.setQueue(full)
 	if _, err := ss.Submit(ctx, spool.Item{ID: "f2", Source: "cam", Name: "c.jpg", Path: img}); !errors.Is(err, spool.ErrQueueFull) {
 		t.Errorf("spool into a full queue: %v, want spool.ErrQueueFull", err)
 	}

@@ -32,7 +32,9 @@ func sinkDaemon(t *testing.T, dir string) *Daemon {
 	t.Cleanup(func() { q.Close() })
 	cfg := DefaultConfig()
 	cfg.Model.Path = "unused"
-	return &Daemon{cfg: cfg, now: time.Now, poke: make(chan struct{}, 1), q: q}
+	d := &Daemon{cfg: cfg, now: time.Now, poke: make(chan struct{}, 1)}
+	d.setQueue(q)
+	return d
 }
 
 // An error reading the claimed file itself is the file's own: the spool sink
