@@ -424,7 +424,11 @@ func (q *Queue) leaseLocked(b *batch) (l *Lease, _ *batch, wait <-chan struct{},
 					reason += ": " + rec.LastError
 				}
 				q.log.Warn("queue job dead-lettered", "job_id", e.id, "reason", reason)
-				q.deadLocked(b, e.id, rec, reason, now, nil)
+				var out []OutboxMsg
+				if q.opts.OnExhausted != nil {
+					out = q.opts.OnExhausted(jobOf(e.id, rec), reason)
+				}
+				q.deadLocked(b, e.id, rec, reason, now, out)
 				continue
 			}
 			if rec.State == stLeased {

@@ -34,6 +34,12 @@ type Options struct {
 	// that moves an expired job to the dead set. It runs under the queue's lock:
 	// it must be quick and must not call the queue.
 	OnExpired func(Job) []OutboxMsg
+	// OnExhausted, when set, supplies outbox rows (a dead event, a failed
+	// result) written in the same transaction that moves a job whose attempts
+	// are used up to the dead set at Lease (its process died or its lease
+	// expired during the last attempt), with the reason. Same constraints as
+	// OnExpired.
+	OnExhausted func(j Job, reason string) []OutboxMsg
 	Now       func() time.Time // clock, default time.Now
 	Logger    *slog.Logger     // default slog.Default()
 

@@ -825,3 +825,36 @@ func TestFailedCommitReloadsState(t *testing.T) {
 		t.Fatalf("leased: got %v, want a x", got)
 	}
 }
+
+// TestOnExhausted: a job whose last attempt was interrupted (its lease
+// expired) is dead-lettered at the next Lease with the rows OnExhausted
+// gives, in the same commit.
+func TestOnExhausted(t *testing.T) {
+	clk := newFakeClock()
+	o := testOptions(t, t.TempDir(), clk)
+	o.MaxAttempts = 1
+	var got []string
+	o.OnExhausted = func(j Job, reason string) []OutboxMsg {
+		got = append(got, j.ID+": "+reason)
+		return []OutboxMsg{{Topic: "events", Payload: []byte("dead " + j.ID)}}
+	}
+	q := mustOpen(t, o)
+	mustEnqueue(t, q, NewJob{ID: "a"})
+	if l := poll(t, q); l == nil {
+		t.Fatal("no lease")
+	}
+	clk.Advance(o.LeaseTimeout + time.Second) // the attempt never settles
+	if l := poll(t, q); l != nil {
+		t.Fatalf("leased %s again after its last attempt", l.Job.ID)
+	}
+	if len(got) != 1 || !strings.Contains(got[0], "attempts exhausted (1)") {
+		t.Fatalf("OnExhausted calls: %q", got)
+	}
+	rows, err := q.OutboxPeek(10)
+	if err != nil || len(rows) != 1 || string(rows[0].Payload) != "dead a" {
+		t.Fatalf("outbox: %v %v", rows, err)
+	}
+	if st := q.Stats(); st.Dead != 1 {
+		t.Fatalf("stats: %+v, want 1 dead", st)
+	}
+}
