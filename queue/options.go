@@ -40,8 +40,8 @@ type Options struct {
 	// expired during the last attempt), with the reason. Same constraints as
 	// OnExpired.
 	OnExhausted func(j Job, reason string) []OutboxMsg
-	Now       func() time.Time // clock, default time.Now
-	Logger    *slog.Logger     // default slog.Default()
+	Now         func() time.Time // clock, default time.Now
+	Logger      *slog.Logger     // default slog.Default()
 
 	// jitter returns a factor in [0.8, 1.2]; tests replace it.
 	jitter func() float64
