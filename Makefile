@@ -1,30 +1,41 @@
 # inferq — build, test, benchmark, demo.
 #   make demo   set up (TFLite runtime, demo model) and run the daemon on configs/demo.yaml
 #   make test   set up (Mosquitto, TFLite runtime) and run vet + all tests with -race
+#   make deb [ARCH=arm64]   the Debian package, for this machine or cross-built
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 GO ?= go
 CACHE := $(CURDIR)/.cache
 TFLITE_DIR ?= $(CACHE)/tflite
 export INFERQ_TFLITE_RUNTIME := $(TFLITE_DIR)
+# sid's arm64 closure: the arm64 smoke test runs inferq under qemu-aarch64-static with it.
+TFLITE_ARM64_DIR ?= $(CACHE)/tflite-arm64
+export INFERQ_TFLITE_RUNTIME_ARM64 := $(TFLITE_ARM64_DIR)
+# Debian architecture for make deb (default: this machine's, or GOARCH's).
+ARCH ?=
 # TensorFlow C headers for compile-checking the SavedModel backend (see README).
 TF_HEADERS = $(shell $(GO) env GOMODCACHE)/github.com/tensorflow/tensorflow@v2.15.0+incompatible
 
-.PHONY: all build test test-deps tflite-runtime vet fmt-check tidy-check bench demo deb clean fuzz
+.PHONY: all build test test-deps tflite-runtime tflite-runtime-arm64 vet cross-check fmt-check tidy-check bench demo deb clean fuzz
 
 all: build
 
 build:
 	$(GO) build -o bin/inferq ./cmd/inferq
 
-# Everything the tests need, installed idempotently: Debian's Mosquitto (apt) and the
-# TFLite 2.14.1 runtime closure from sid (unpacked under .cache, the system untouched).
+# Everything the tests need, installed idempotently: Debian's Mosquitto, lintian and
+# qemu-user-static (apt) and the TFLite 2.14.1 runtime closures from sid for this machine
+# and for arm64 (unpacked under .cache, the system untouched).
 test-deps:
 	./packaging/install-test-deps.sh
 	./packaging/fetch-tflite-runtime.sh $(TFLITE_DIR)
+	./packaging/fetch-tflite-runtime.sh $(TFLITE_ARM64_DIR) arm64
 
 tflite-runtime:
 	./packaging/fetch-tflite-runtime.sh $(TFLITE_DIR)
+
+tflite-runtime-arm64:
+	./packaging/fetch-tflite-runtime.sh $(TFLITE_ARM64_DIR) arm64
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -39,9 +50,15 @@ vet:
 	CGO_CFLAGS="-I$(TF_HEADERS) -I$(TF_HEADERS)/third_party/xla/third_party/tsl" \
 		$(GO) vet -tags tensorflow ./infer/tensorflow/...
 
+# Most edge boxes are arm64: every package (tests included) must type-check for it, and
+# inferq must cross-build without cgo. (packaging's tests run the arm64 build under qemu.)
+cross-check:
+	GOARCH=arm64 CGO_ENABLED=0 $(GO) vet ./...
+	GOARCH=arm64 CGO_ENABLED=0 $(GO) build -o /dev/null ./cmd/inferq
+
 # INFERQ_REQUIRE_EXTERNAL=1 turns every "Mosquitto/TFLite missing" skip into a failure,
 # and any test that skips anyway fails the run: make test never passes by skipping.
-test: test-deps fmt-check tidy-check vet
+test: test-deps fmt-check tidy-check vet cross-check
 	@mkdir -p $(CACHE)
 	INFERQ_REQUIRE_EXTERNAL=1 $(GO) test -race -count=1 -timeout 30m -v ./... > $(CACHE)/test.log 2>&1 \
 		|| { grep -E '^(--- FAIL|FAIL|panic:|ok )|_test.go:[0-9]+:' $(CACHE)/test.log | head -200; \
@@ -70,9 +87,10 @@ demo: build tflite-runtime
 	@echo "  mosquitto_sub -p 18830 -t 'inferq/#' -v   or   ./bin/inferq status --config configs/demo.yaml"
 	./bin/inferq run --config configs/demo.yaml
 
-# A PIE, bind-now build with the version stamped in, packaged with dpkg-deb into dist/.
+# A PIE, bind-now build with the version stamped in, packaged with dpkg-deb into dist/;
+# ARCH=arm64 cross-builds it (cgo-free).
 deb:
-	./packaging/build-deb.sh -g ./cmd/inferq
+	./packaging/build-deb.sh -g ./cmd/inferq $(if $(ARCH),-a $(ARCH))
 
 clean:
 	rm -rf bin dist

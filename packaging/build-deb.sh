@@ -8,7 +8,8 @@
 #   -c  the configuration installed as /etc/inferq/inferq.yaml (default configs/inferq.yaml)
 #   -o  output directory (default dist)
 #   -v  Debian version (default: from `git describe --tags`, see below)
-#   -a  Debian architecture (default: from GOARCH, as `go env GOARCH` reports it)
+#   -a  Debian architecture (default: from GOARCH, as `go env GOARCH` reports it); a
+#       binary built here (-g, or bin/inferq missing) is cross-built for it, cgo-free
 #   DEB_MAINTAINER in the environment sets the Maintainer field; DEB_COMPRESS the
 #   dpkg-deb compressor (default xz; zstd builds about 20 times faster, 30% larger).
 #
@@ -28,7 +29,7 @@ outdir="$repo/dist"
 version=""
 arch=""
 
-usage() { sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 while getopts "b:g:c:o:v:a:h" opt; do
 	case "$opt" in
 	b) binary=$OPTARG ;;
@@ -67,19 +68,38 @@ fi
 if [ -z "$arch" ]; then
 	goarch=${GOARCH:-$(go env GOARCH 2>/dev/null || true)}
 	case "$goarch" in
-	amd64 | arm64 | riscv64 | ppc64le | s390x | i386) arch=$goarch ;;
+	amd64 | arm64 | riscv64 | s390x) arch=$goarch ;;
 	386) arch=i386 ;;
+	ppc64le) arch=ppc64el ;;
 	arm) arch=armhf ;;
 	"") arch=$(dpkg --print-architecture) ;;
 	*) die "no Debian architecture for GOARCH=$goarch; pass -a" ;;
 	esac
 fi
+# The Go architecture, the ELF machine number (e_machine) and the GNU triplet for $arch.
+case "$arch" in
+amd64) goarch=amd64 machine=62 gnu=x86_64-linux-gnu ;;
+arm64) goarch=arm64 machine=183 gnu=aarch64-linux-gnu ;;
+i386) goarch=386 machine=3 gnu=i686-linux-gnu ;;
+armhf) goarch=arm machine=40 gnu=arm-linux-gnueabihf ;;
+riscv64) goarch=riscv64 machine=243 gnu=riscv64-linux-gnu ;;
+ppc64el) goarch=ppc64le machine=21 gnu=powerpc64le-linux-gnu ;;
+s390x) goarch=s390x machine=22 gnu=s390x-linux-gnu ;;
+*) goarch="" machine="" gnu="" ;;
+esac
 
 # Debian's hardening checks expect a position-independent executable bound at load
 # time (lintian: hardening-no-pie, hardening-no-bindnow); -bindnow needs Go 1.22.
-# main.version is what `inferq version` prints.
+# main.version is what `inferq version` prints. -s -w leave out the symbol table and
+# DWARF, as strip would: the host's strip does not know a foreign architecture's ELF.
+# A foreign architecture is built without cgo (inferq needs none: purego loads libraries).
 gobuild() {
-	(cd "$repo" && go build -trimpath -buildmode=pie -ldflags="-bindnow -X main.version=$version" -o "$1" "$2")
+	[ -n "$goarch" ] || die "cannot build for Debian architecture $arch; build it and pass -b"
+	local env=(GOARCH="$goarch")
+	[ "$goarch" != arm ] || env+=(GOARM="${GOARM:-7}")
+	[ "$goarch" = "$(go env GOHOSTARCH)" ] || env+=(CGO_ENABLED=0)
+	(cd "$repo" && env "${env[@]}" go build -trimpath -buildmode=pie \
+		-ldflags="-s -w -bindnow -X main.version=$version" -o "$1" "$2")
 }
 umask 022
 stage=$(mktemp -d)
@@ -97,6 +117,17 @@ fi
 [ -f "$binary" ] && [ -x "$binary" ] || die "binary $binary is not an executable file (-b)"
 [ -f "$config" ] || die "configuration $config not found (-c)"
 
+is_elf() { [ "$(head -c4 "$1" | od -An -c | tr -d ' ')" = '177ELF' ]; }
+# elf_machine FILE: e_machine, in the byte order the file says (EI_DATA).
+elf_machine() {
+	local b
+	read -r -a b <<<"$(od -An -tu1 -j5 -N1 "$1") $(od -An -tu1 -j18 -N2 "$1")"
+	if [ "${b[0]}" = 2 ]; then echo $((b[1] * 256 + b[2])); else echo $((b[2] * 256 + b[1])); fi
+}
+if is_elf "$binary" && [ -n "$machine" ] && [ "$(elf_machine "$binary")" != "$machine" ]; then
+	die "binary $binary is not built for $arch (ELF machine $(elf_machine "$binary"), want $machine): set -a or GOARCH"
+fi
+
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git_in_repo log -1 --format=%ct || date +%s)}
 
 # is_static FILE: an ELF file without a program interpreter (PT_INTERP).
@@ -109,12 +140,41 @@ is_static() {
 	fi
 }
 
+# fortifiable FILE: whether FILE imports a C function that has a _FORTIFY_SOURCE variant,
+# what lintian's hardening-no-fortify-functions looks for: a cgo build does (fprintf and
+# vfprintf, from runtime/cgo), a cgo-free one (a cross build) does not. Without readelf: yes.
+fortifiable() {
+	command -v readelf >/dev/null || return 0
+	local list=/usr/share/lintian/data/binaries/hardened-functions names
+	if [ -r "$list" ]; then
+		names=$(grep -vE '^(#|$)' "$list")
+	else
+		names=$(printf '%s\n' fprintf vfprintf printf sprintf snprintf vsnprintf vsprintf)
+	fi
+	LC_ALL=C readelf --dyn-syms -W "$1" | awk '$7 == "UND" { sub(/@.*/, "", $8); print $8 }' |
+		grep -qxF -f <(echo "$names")
+}
+
 # Files: install MODE SRC DEST (parents 0755).
 put() { install -D -m "$1" "$2" "$root$3"; }
 put 0755 "$binary" /usr/bin/inferq
-# Debian ships binaries without debug symbols; strip (binutils) is optional here.
-if command -v strip >/dev/null && [ "$(head -c4 "$binary" | od -An -c | tr -d ' ')" = '177ELF' ]; then
-	strip --strip-unneeded --remove-section=.comment --remove-section=.note "$root/usr/bin/inferq"
+# Debian ships binaries without debug symbols; strip (binutils) is optional here. The host's
+# strip knows only its own architecture: a foreign binary takes <gnu-triplet>-strip or
+# llvm-strip, and without either one built here is left as the Go linker wrote it (-s -w).
+if is_elf "$binary"; then
+	stripped=""
+	for s in strip ${gnu:+"$gnu-strip"} llvm-strip; do
+		command -v "$s" >/dev/null || continue
+		if "$s" --strip-unneeded --remove-section=.comment --remove-section=.note \
+			"$root/usr/bin/inferq" 2>/dev/null; then
+			stripped=$s
+			break
+		fi
+	done
+	if [ -z "$stripped" ] && command -v readelf >/dev/null &&
+		LC_ALL=C readelf -SW "$root/usr/bin/inferq" | grep -qE ' \.(symtab|debug_info) '; then
+		die "cannot strip $binary for $arch: install binutils-${gnu//_/-} or llvm"
+	fi
 fi
 put 0644 "$config" /etc/inferq/inferq.yaml
 put 0644 "$repo/systemd/inferq.service" /lib/systemd/system/inferq.service
@@ -134,7 +194,7 @@ install -d -m 0755 "$root/usr/share/lintian/overrides"
 	# Go programs without cgo or purego are static; inferq itself is dynamic.
 	if is_static "$root/usr/bin/inferq"; then
 		echo "inferq: statically-linked-binary [usr/bin/inferq]"
-	elif [ "$(head -c4 "$root/usr/bin/inferq" | od -An -c | tr -d ' ')" = '177ELF' ]; then
+	elif is_elf "$root/usr/bin/inferq" && fortifiable "$root/usr/bin/inferq"; then
 		echo "# Go code calls none of the glibc functions _FORTIFY_SOURCE replaces."
 		echo "inferq: hardening-no-fortify-functions [usr/bin/inferq]"
 	fi

@@ -1,9 +1,12 @@
 // Package packaging builds inferq's Debian package; it holds no Go code of its own.
 //
 // build-deb.sh turns bin/inferq, configs/inferq.yaml and the files in ../systemd into
-// dist/inferq_<version>_<arch>.deb with dpkg-deb, without root and without downloads.
-// The tests here build that package and inspect it with dpkg-deb, systemd-analyze and,
-// when it is installed, lintian.
+// dist/inferq_<version>_<arch>.deb with dpkg-deb, without root and without downloads;
+// -a arm64 cross-builds the binary without cgo. The tests here build that package for
+// this machine and for arm64 and inspect it with dpkg-deb, systemd-analyze and lintian;
+// the arm64 binary runs under qemu-aarch64-static with sid's arm64 TFLite closure
+// (fetch-tflite-runtime.sh DIR arm64) and classifies the demo images through its engine
+// child (arm64_test.go).
 //
 // What the package guarantees:
 //

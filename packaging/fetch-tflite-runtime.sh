@@ -1,19 +1,28 @@
 #!/usr/bin/env bash
-# fetch-tflite-runtime.sh DEST
+# fetch-tflite-runtime.sh DEST [ARCH]
 #
 # Fetches Debian sid's TensorFlow Lite 2.14.1 C library (libtensorflow-lite2.14.1) with its
 # whole run-time dependency closure (sid's libc6, libstdc++6, abseil, ...) and unpacks it
 # under DEST, without touching the system: apt runs with a private sources list, a private
 # state/cache directory and an empty dpkg status, so it resolves the full closure from sid
-# at fetch time (no hard-coded versions); `apt-get download` fetches the .debs and
-# `dpkg -x` unpacks them. What was fetched (package and version) goes to DEST/MANIFEST.
+# at fetch time (no hard-coded versions); `apt-get download` fetches the .debs, checking
+# each against the SHA256 in sid's signed package index, and `dpkg -x` unpacks them.
+# What was fetched (package, version, architecture, the .deb's sha256) goes to DEST/MANIFEST.
+#
+# ARCH is the Debian architecture, amd64 or arm64 (default: this machine's). The private
+# apt configuration names it as its only architecture, so fetching arm64 on an amd64 box
+# needs no `dpkg --add-architecture` and leaves the system's apt alone.
 #
 # The result runs under sid's own dynamic loader, so it works on Debian 12 (glibc 2.36):
 #   DEST/usr/lib64/ld-linux-x86-64.so.2 --library-path DEST/usr/lib/x86_64-linux-gnu PROGRAM
-# and inferq's engine child is started that way when runtime_dir points at DEST.
+#   DEST/usr/lib/ld-linux-aarch64.so.1 --library-path DEST/usr/lib/aarch64-linux-gnu PROGRAM
+# and inferq's engine child is started that way when runtime_dir points at DEST. DEST also
+# gets the merged-/usr links (lib -> usr/lib, lib64 -> usr/lib64), so it serves as the
+# sysroot of user-mode emulation: qemu-aarch64-static -L DEST ./inferq-arm64 ...
 #
 # Idempotent: when DEST/MANIFEST exists and the smoke run passes, it exits at once.
-# Set FORCE=1 to fetch again. Needs apt-get, dpkg and network access to the Debian mirror.
+# Set FORCE=1 to fetch again. Needs apt-get, dpkg and network access to the Debian mirror;
+# for a foreign ARCH the smoke run needs qemu-user-static (qemu-aarch64-static).
 set -euo pipefail
 
 PKG=libtensorflow-lite2.14.1
@@ -22,16 +31,33 @@ MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 KEYRING=${DEBIAN_KEYRING:-/usr/share/keyrings/debian-archive-keyring.gpg}
 
 die() { echo "fetch-tflite-runtime: $*" >&2; exit 1; }
-[ $# -eq 1 ] || die "usage: $0 DEST"
+[ $# -eq 1 ] || [ $# -eq 2 ] || die "usage: $0 DEST [ARCH]"
 dest=$1
+
+debarch() {
+	case "$1" in
+	amd64 | x86_64) echo amd64 ;;
+	arm64 | aarch64) echo arm64 ;;
+	*) echo "$1" ;;
+	esac
+}
+host=$(debarch "$(dpkg --print-architecture 2>/dev/null || uname -m)")
+arch=$(debarch "${2:-$host}")
+case "$arch" in
+amd64) triplet=x86_64-linux-gnu loader=usr/lib64/ld-linux-x86-64.so.2 qemu=qemu-x86_64-static ;;
+arm64) triplet=aarch64-linux-gnu loader=usr/lib/ld-linux-aarch64.so.1 qemu=qemu-aarch64-static ;;
+*) die "unsupported architecture $arch: only amd64 and arm64 are handled" ;;
+esac
+# A foreign closure's loader runs under user-mode emulation, invoked explicitly (binfmt
+# registration is not needed).
+emu=()
+if [ "$arch" != "$host" ]; then
+	command -v "$qemu" >/dev/null ||
+		die "$qemu is needed to check a $arch runtime on $host (Debian package qemu-user-static)"
+	emu=("$(command -v "$qemu")")
+fi
 mkdir -p "$dest"
 dest=$(cd "$dest" && pwd)
-
-case "$(dpkg --print-architecture 2>/dev/null || uname -m)" in
-amd64 | x86_64) arch=amd64 triplet=x86_64-linux-gnu loader=usr/lib64/ld-linux-x86-64.so.2 ;;
-arm64 | aarch64) arch=arm64 triplet=aarch64-linux-gnu loader=usr/lib/ld-linux-aarch64.so.1 ;;
-*) die "unsupported architecture $(uname -m): only amd64 and arm64 are handled" ;;
-esac
 libdir=$dest/usr/lib/$triplet
 
 # smoke runs sid's loader on the library itself through a tiny dlopen check: the loader
@@ -40,7 +66,7 @@ smoke() {
 	[ -x "$dest/$loader" ] || return 1
 	[ -e "$libdir/$SONAME" ] || return 1
 	local out
-	out=$("$dest/$loader" --library-path "$libdir" --list "$libdir/$SONAME" 2>&1) || { echo "$out" >&2; return 1; }
+	out=$("${emu[@]}" "$dest/$loader" --library-path "$libdir" --list "$libdir/$SONAME" 2>&1) || { echo "$out" >&2; return 1; }
 	if grep -q 'not found' <<<"$out"; then echo "$out" >&2; return 1; fi
 	# Every library must come from the closure, never from the host.
 	if grep -E '=> /' <<<"$out" | grep -vq -- "=> $dest/"; then
@@ -114,16 +140,24 @@ mkdir -p "$stage"
 for deb in "$work"/debs/*.deb; do
 	dpkg -x "$deb" "$stage"
 done
+echo "fetch-tflite-runtime: downloaded $(du -ch "$work"/debs/*.deb | tail -1 | cut -f1) of .debs" >&2
 {
-	echo "# TensorFlow Lite runtime closure from Debian sid, fetched $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+	echo "# TensorFlow Lite runtime closure ($arch) from Debian sid, fetched $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 	echo "# loader: $loader  libraries: usr/lib/$triplet  library: usr/lib/$triplet/$SONAME"
 	for deb in "$work"/debs/*.deb; do
-		dpkg-deb --showformat='${Package} ${Version} ${Architecture}\n' -W "$deb"
+		printf '%s %s\n' "$(dpkg-deb --showformat='${Package} ${Version} ${Architecture}' -W "$deb")" \
+			"$(sha256sum "$deb" | cut -d' ' -f1)"
 	done
 } >"$stage/MANIFEST.new"
+# Merged /usr, as on a Debian system: /lib/ld-linux-aarch64.so.1, the interpreter named in
+# arm64 programs, then resolves inside DEST when DEST is an emulator's sysroot (-L).
+for top in lib lib64; do
+	[ -e "$stage/$top" ] || [ ! -d "$stage/usr/$top" ] || ln -s "usr/$top" "$stage/$top"
+done
 for top in usr lib lib64 etc; do
 	rm -rf "${dest:?}/$top"
-	[ -e "$stage/$top" ] && mv "$stage/$top" "$dest/$top"
+	[ -e "$stage/$top" ] || [ -L "$stage/$top" ] || continue
+	mv "$stage/$top" "$dest/$top"
 done
 mv "$stage/MANIFEST.new" "$dest/MANIFEST"
 rm -rf "$stage" "$work"
@@ -131,4 +165,4 @@ rm -rf "$stage" "$work"
 if ! smoke; then
 	die "smoke run failed: sid's loader cannot resolve $SONAME's dependencies in $dest (see above)"
 fi
-echo "fetch-tflite-runtime: TensorFlow Lite runtime ready in $dest ($(du -sh "$dest" | cut -f1))" >&2
+echo "fetch-tflite-runtime: TensorFlow Lite runtime ($arch) ready in $dest ($(du -sh "$dest" | cut -f1))" >&2

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages inferq's tests use as real components: Mosquitto (broker
-# and clients), openssl, systemd (systemd-analyze verify, security), dpkg and lintian (the .deb).
+# and clients), openssl, systemd (systemd-analyze verify, security), dpkg and lintian (the .deb),
+# qemu-user-static (the arm64 build and runtime under emulation, invoked explicitly).
 # Idempotent: installs only what is missing. Needs root (or sudo) when something is missing.
 set -euo pipefail
 need=()
@@ -10,6 +11,7 @@ command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 command -v dpkg-deb >/dev/null 2>&1 || need+=(dpkg)
 command -v lintian >/dev/null 2>&1 || need+=(lintian)
+command -v qemu-aarch64-static >/dev/null 2>&1 || need+=(qemu-user-static)
 [ ${#need[@]} -eq 0 ] && exit 0
 sudo=""
 [ "$(id -u)" = 0 ] || sudo="sudo"

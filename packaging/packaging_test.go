@@ -4,17 +4,21 @@ import (
 	"bytes"
 	"compress/gzip"
 	"crypto/sha256"
+	"debug/elf"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/inferq/inferq/internal/testenv"
 )
 
 // tool returns the path of an external command, skipping (or, with
@@ -40,11 +44,11 @@ func run(t *testing.T, name string, args ...string) string {
 	return string(out)
 }
 
-// target returns what build-deb.sh -g should build: ./cmd/inferq, or with -short or
-// while cmd/inferq does not build, a placeholder program (the test says so). Like
-// inferq, the placeholder loads libraries with purego, so it is linked dynamically as
-// the real binary is; the package's layout does not depend on the program.
-func target(t *testing.T, dir string) string {
+// target returns what build-deb.sh -g should build for goarch: ./cmd/inferq, or with
+// -short or while cmd/inferq does not build, a placeholder program (the test says so).
+// Like inferq, the placeholder loads libraries with purego, so it is linked dynamically
+// as the real binary is; the package's layout does not depend on the program.
+func target(t *testing.T, dir, goarch string) string {
 	t.Helper()
 	goTool := tool(t, "go")
 	if testing.Short() {
@@ -54,6 +58,7 @@ func target(t *testing.T, dir string) string {
 	} else {
 		cmd := exec.Command(goTool, "build", "-o", os.DevNull, "./cmd/inferq")
 		cmd.Dir = ".."
+		cmd.Env = append(os.Environ(), "GOARCH="+goarch)
 		out, err := cmd.CombinedOutput()
 		if err == nil {
 			return "./cmd/inferq"
@@ -86,7 +91,15 @@ func config(t *testing.T, dir string) string {
 // buildDeb runs build-deb.sh with args and returns the path it printed.
 func buildDeb(t *testing.T, args ...string) string {
 	t.Helper()
-	out, err := exec.Command("./build-deb.sh", args...).Output()
+	return buildDebEnv(t, nil, args...)
+}
+
+// buildDebEnv is buildDeb with env added to the environment.
+func buildDebEnv(t *testing.T, env []string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command("./build-deb.sh", args...)
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.Output()
 	if err != nil {
 		var stderr []byte
 		if ee, ok := err.(*exec.ExitError); ok {
@@ -119,12 +132,26 @@ func contents(t *testing.T, deb string) map[string]entry {
 	return got
 }
 
+// TestDeb builds and checks the package for this machine's architecture and, cross-built,
+// for arm64 (most edge boxes); the arm64 binary runs under qemu-aarch64-static.
 func TestDeb(t *testing.T) {
+	arches := []string{runtime.GOARCH}
+	if runtime.GOARCH != "arm64" {
+		arches = append(arches, "arm64")
+	}
+	for _, arch := range arches {
+		t.Run(arch, func(t *testing.T) { testDeb(t, arch) })
+	}
+}
+
+// testDeb builds the package for arch (a Debian architecture that is also a GOARCH:
+// amd64 or arm64) and checks it.
+func testDeb(t *testing.T, arch string) {
 	tool(t, "dpkg-deb")
 	work := t.TempDir()
-	src := target(t, work)
+	src := target(t, work, arch)
 	cfg := config(t, work)
-	deb := buildDeb(t, "-g", src, "-c", cfg, "-o", filepath.Join(work, "dist"))
+	deb := buildDeb(t, "-g", src, "-c", cfg, "-a", arch, "-o", filepath.Join(work, "dist"))
 
 	name := filepath.Base(deb)
 	if !regexp.MustCompile(`^inferq_[0-9][0-9A-Za-z.+~]*_[a-z0-9]+\.deb$`).MatchString(name) {
@@ -143,6 +170,7 @@ func TestDeb(t *testing.T) {
 		tests := []struct{ field, want string }{
 			{"Package", "inferq"},
 			{"Version", version},
+			{"Architecture", arch},
 			{"Depends", "libc6, adduser"},
 			{"Recommends", "mosquitto"},
 			{"Suggests", "libtensorflow-lite2.14.1"},
@@ -256,7 +284,20 @@ func TestDeb(t *testing.T) {
 
 	if src == "./cmd/inferq" {
 		t.Run("version", func(t *testing.T) {
-			got := strings.TrimSpace(run(t, filepath.Join(root, "usr/bin/inferq"), "version"))
+			bin := filepath.Join(root, "usr/bin/inferq")
+			if f, err := elf.Open(bin); err != nil {
+				t.Fatal(err)
+			} else if want := map[string]elf.Machine{"amd64": elf.EM_X86_64, "arm64": elf.EM_AARCH64}[arch]; f.Machine != want {
+				t.Errorf("packaged binary is built for %v, want %v", f.Machine, want)
+			}
+			var got string
+			if arch == runtime.GOARCH {
+				got = strings.TrimSpace(run(t, bin, "version"))
+			} else {
+				// The stripped PIE as packaged, under emulation, with sid's arm64 C library.
+				qemu := testenv.Program(t, "qemu-aarch64-static")
+				got = strings.TrimSpace(run(t, qemu, "-L", arm64Runtime(t), bin, "version"))
+			}
 			if want := "inferq " + version; got != want {
 				t.Errorf("inferq version = %q, want %q", got, want)
 			}
@@ -376,10 +417,10 @@ func TestDeb(t *testing.T) {
 	// checkout twice would compare two commits whenever another commit lands between.)
 	t.Run("reproducible", func(t *testing.T) {
 		bin := filepath.Join(root, "usr/bin/inferq")
-		t.Setenv("SOURCE_DATE_EPOCH", "1700000000")
-		t.Setenv("DEB_COMPRESS", "zstd") // xz takes about 10 s for the real binary
-		a := buildDeb(t, "-b", bin, "-c", cfg, "-v", "1.2.3", "-o", filepath.Join(work, "r1"))
-		b := buildDeb(t, "-b", bin, "-c", cfg, "-v", "1.2.3", "-o", filepath.Join(work, "r2"))
+		env := []string{"SOURCE_DATE_EPOCH=1700000000",
+			"DEB_COMPRESS=zstd"} // xz takes about 10 s for the real binary
+		a := buildDebEnv(t, env, "-b", bin, "-c", cfg, "-a", arch, "-v", "1.2.3", "-o", filepath.Join(work, "r1"))
+		b := buildDebEnv(t, env, "-b", bin, "-c", cfg, "-a", arch, "-v", "1.2.3", "-o", filepath.Join(work, "r2"))
 		if sa, sb := sum(t, a), sum(t, b); sa != sb {
 			t.Errorf("two builds differ: %s %s", sa, sb)
 		}
@@ -408,6 +449,12 @@ func TestBuildDebErrors(t *testing.T) {
 	if err := os.WriteFile(exe, []byte("#!/bin/sh\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
+	// The start of a little-endian ELF header for arm64: e_machine 183 at offset 18.
+	arm64 := filepath.Join(dir, "inferq-arm64")
+	header := append([]byte("\x7fELF\x02\x01\x01"), make([]byte, 11)...)
+	if err := os.WriteFile(arm64, append(header, 183, 0), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name string
 		args []string
@@ -417,6 +464,8 @@ func TestBuildDebErrors(t *testing.T) {
 		{"missing config", []string{"-b", exe, "-c", filepath.Join(dir, "nope.yaml")}, "(-c)"},
 		{"bad version", []string{"-b", exe, "-v", "v1.0"}, `invalid version "v1.0" (-v)`},
 		{"bad target", []string{"-g", "./no/such/package"}, "cannot build ./no/such/package (-g)"},
+		{"binary of another architecture", []string{"-b", arm64, "-a", "amd64"}, "is not built for amd64 (ELF machine 183, want 62)"},
+		{"architecture Go cannot build", []string{"-g", "./cmd/inferq", "-a", "hurd-i386"}, "cannot build for Debian architecture hurd-i386"},
 		{"unknown flag", []string{"-x"}, "packaging/build-deb.sh [-b BINARY | -g TARGET]"},
 		{"extra argument", []string{"-b", exe, "extra"}, "packaging/build-deb.sh [-b BINARY | -g TARGET]"},
 	}

@@ -34,11 +34,14 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("cannot create scratch dir: %w", err)
 	}
 	defer os.RemoveAll(dir)
+	argv, rt, err := engineCommand(exe, []string{"engine-child"}, infer.RuntimeConfig{RuntimeDir: *runtimeDir, Library: *library})
+	if err != nil {
+		return err
+	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	res, err := daemon.Bench(ctx, daemon.BenchConfig{
-		Jobs: *jobs, Model: *model, Threads: *threads,
-		Runtime:       infer.RuntimeConfig{RuntimeDir: *runtimeDir, Library: *library},
-		EngineCommand: []string{exe, "engine-child"}, Dir: dir, Logger: log,
+		Jobs: *jobs, Model: *model, Threads: *threads, Runtime: rt,
+		EngineCommand: argv, Dir: dir, Logger: log,
 	})
 	if err != nil {
 		return err

@@ -6,7 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"syscall"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/inferq/inferq/infer"
 	"github.com/inferq/inferq/infer/tensorflow"
@@ -31,12 +32,14 @@ func runEngineChild(ctx context.Context, args []string) error {
 	default:
 		return fmt.Errorf("%w: engine-child --engine %q: want tflite or tensorflow", errUsage, *engine)
 	}
-	protoFD, err := syscall.Dup(1)
+	protoFD, err := unix.Dup(1)
 	if err != nil {
 		return fmt.Errorf("cannot duplicate stdout: %w", err)
 	}
-	syscall.CloseOnExec(protoFD)
-	if err := syscall.Dup2(2, 1); err != nil {
+	unix.CloseOnExec(protoFD)
+	// unix.Dup2, not syscall.Dup2: linux/arm64 (and riscv64) have only dup3, which
+	// x/sys/unix uses there.
+	if err := unix.Dup2(2, 1); err != nil {
 		return fmt.Errorf("cannot redirect stdout to stderr: %w", err)
 	}
 	out := os.NewFile(uintptr(protoFD), "engine-protocol")

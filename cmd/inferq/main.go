@@ -84,6 +84,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return nil
 	case "engine-child":
 		return runEngineChild(ctx, rest)
+	case "classify": // hidden: a one-shot check through the engine child
+		return runClassify(ctx, rest, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

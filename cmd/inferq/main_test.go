@@ -39,6 +39,9 @@ func TestRunCommandLine(t *testing.T) {
 		{"dead bad op", []string{"dead", "resurrect", "--socket", "/nonexistent.sock"}, true, `dead "resurrect"`, ""},
 		{"status without daemon", []string{"status", "--socket", filepath.Join(t.TempDir(), "none.sock")}, false, "cannot reach inferq (is it running?)", ""},
 		{"engine-child bad engine", []string{"engine-child", "--engine", "onnx"}, true, `--engine "onnx"`, ""},
+		{"classify without model", []string{"classify", "x.jpg"}, true, "classify --model FILE", ""},
+		{"classify without images", []string{"classify", "--model", "m.tflite"}, true, "classify --model FILE", ""},
+		{"classify missing model", []string{"classify", "--model", "/nonexistent.tflite", "x.jpg"}, false, "nonexistent.tflite", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

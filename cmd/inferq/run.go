@@ -10,6 +10,7 @@ import (
 	"runtime/debug"
 
 	"github.com/inferq/inferq/daemon"
+	"github.com/inferq/inferq/infer"
 )
 
 const defaultConfigPath = "/etc/inferq/inferq.yaml"
@@ -41,9 +42,15 @@ func runDaemon(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("cannot find own executable for the engine child: %w", err)
 	}
+	argv, rt, err := engineCommand(exe, []string{"engine-child", "--engine", cfg.Runtime.Engine},
+		infer.RuntimeConfig{Library: cfg.Runtime.Library, RuntimeDir: cfg.Runtime.Dir})
+	if err != nil {
+		return err
+	}
+	cfg.Runtime.Library, cfg.Runtime.Dir = rt.Library, rt.RuntimeDir
 	d, err := daemon.New(cfg, daemon.Options{
 		Version:       version,
-		EngineCommand: []string{exe, "engine-child", "--engine", cfg.Runtime.Engine},
+		EngineCommand: argv,
 		Logger:        log,
 	})
 	if err != nil {
