@@ -14,8 +14,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"time"
-
-	"github.com/inferq/inferq/queue"
 )
 
 // The control API is HTTP on a unix socket (mode 0660), for the inferq CLI on the same box:
@@ -122,16 +120,15 @@ func listenControl(path string, d *Daemon, log *slog.Logger) (*controlServer, er
 		}
 	}
 	mux.HandleFunc("POST /v1/dead/retry", deadOp(func(ctx context.Context, ids []string) (int, error) {
-		if len(ids) == 0 {
-			all, err := allDeadIDs(d.q)
-			if err != nil {
-				return 0, err
-			}
-			ids = all
+		if len(ids) == 0 { // deadOp lets an empty list through only with "all": true
+			return d.q.RetryAllDead(ctx)
 		}
 		return d.q.RetryDead(ctx, ids...)
 	}))
 	mux.HandleFunc("POST /v1/dead/purge", deadOp(func(ctx context.Context, ids []string) (int, error) {
+		if len(ids) == 0 {
+			return d.q.PurgeAllDead()
+		}
 		return d.q.PurgeDead(ids...)
 	}))
 	mux.HandleFunc("POST /v1/reload", func(w http.ResponseWriter, r *http.Request) {
@@ -140,18 +137,6 @@ func listenControl(path string, d *Daemon, log *slog.Logger) (*controlServer, er
 	})
 	return &controlServer{path: path, ln: ln, log: log,
 		srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}}, nil
-}
-
-func allDeadIDs(q *queue.Queue) ([]string, error) {
-	dead, err := q.ListDead(1 << 30)
-	if err != nil {
-		return nil, err
-	}
-	ids := make([]string, len(dead))
-	for i, j := range dead {
-		ids[i] = j.Job.ID
-	}
-	return ids, nil
 }
 
 func (c *controlServer) Run(ctx context.Context) error {

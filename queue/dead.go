@@ -80,7 +80,8 @@ func (q *Queue) deadIDs() ([]string, error) {
 }
 
 // RetryDead moves the named dead jobs back to ready with their attempt count
-// reset; they keep their original place. It returns how many were moved.
+// reset; they keep their original place. With no ids it moves nothing
+// (RetryAllDead moves all). It returns how many were moved.
 func (q *Queue) RetryDead(ctx context.Context, ids ...string) (int, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
@@ -102,15 +103,27 @@ func (q *Queue) RetryDead(ctx context.Context, ids ...string) (int, error) {
 	})
 }
 
-// PurgeDead deletes the named dead jobs, or every dead job when none is named,
-// with their images. It returns how many were deleted.
-func (q *Queue) PurgeDead(ids ...string) (int, error) {
-	if len(ids) == 0 {
-		var err error
-		if ids, err = q.deadIDs(); err != nil {
-			return 0, err
-		}
+// RetryAllDead retries every dead job (RetryDead).
+func (q *Queue) RetryAllDead(ctx context.Context) (int, error) {
+	ids, err := q.deadIDs()
+	if err != nil {
+		return 0, err
 	}
+	return q.RetryDead(ctx, ids...)
+}
+
+// PurgeAllDead deletes every dead job (PurgeDead).
+func (q *Queue) PurgeAllDead() (int, error) {
+	ids, err := q.deadIDs()
+	if err != nil {
+		return 0, err
+	}
+	return q.PurgeDead(ids...)
+}
+
+// PurgeDead deletes the named dead jobs with their images; with no ids it
+// deletes nothing (PurgeAllDead deletes all). It returns how many were deleted.
+func (q *Queue) PurgeDead(ids ...string) (int, error) {
 	return q.eachDead(ids, func(b *batch, id string, rec *record) error {
 		if err := b.del(seqKey(pfxDead, rec.DeadSeq)); err != nil {
 			return err

@@ -66,6 +66,13 @@
 // never change). With a Go memory limit of about 42 MiB, which the daemon
 // sets, a bulk fill of 100,000 jobs peaks near 56 MB resident.
 //
+// Files, one concept each: queue.go (the type, Open, Close), recovery.go
+// (what Open does after any stop), commit.go (group commit: journal first,
+// then Badger), journal.go (the write-ahead log), timers.go (Run), enqueue.go,
+// lease.go, settle.go (Ack, Nack, Dead), outbox.go, dead.go (dead letters),
+// blob.go (image files), disk.go (the free-space reserve), codec.go (keys and
+// records), stats.go.
+//
 // Concurrency: all methods are safe for concurrent use. Open acquires and
 // recovers, Run runs the timers (lease expiry, retry wake-ups, value-log GC)
 // and Close commits what is pending and closes the database; Close may be

@@ -53,6 +53,8 @@ type Options struct {
 	// testJournaled, set by tests, runs once a batch's journal record is
 	// durable and before the batch is applied to Badger.
 	testJournaled func()
+	// testLater, set by tests, runs first in each of runLater's goroutines.
+	testLater func()
 }
 
 // Limits on what a single job or message may carry, so that any one operation

@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -240,7 +242,10 @@ func TestNackBackoffAndDead(t *testing.T) {
 	if err := q.Dead(ctx, l, errors.New("permanent")); err != nil {
 		t.Fatal(err)
 	}
-	n, err = q.PurgeDead()
+	if n, err := q.PurgeDead(); n != 0 || err != nil {
+		t.Fatalf("PurgeDead with no ids: %d, %v; want nothing deleted", n, err)
+	}
+	n, err = q.PurgeAllDead()
 	if err != nil || n != 1 {
 		t.Fatalf("PurgeDead: got %d, %v, want 1", n, err)
 	}
@@ -856,5 +861,55 @@ func TestOnExhausted(t *testing.T) {
 	}
 	if st := q.Stats(); st.Dead != 1 {
 		t.Fatalf("stats: %+v, want 1 dead", st)
+	}
+}
+
+// TestCloseWaitsForFollowUps: the image files of jobs settled in a batch are
+// removed on another goroutine once the batch commits (runLater); Close
+// returns only after those removals, so no goroutine of the queue outlives it.
+func TestCloseWaitsForFollowUps(t *testing.T) {
+	o := testOptions(t, t.TempDir(), nil)
+	o.InlineMax = 8
+	var later atomic.Int32
+	o.testLater = func() {
+		later.Add(1)
+		time.Sleep(time.Second) // longer than Close takes by itself
+	}
+	o.CommitWindow = 500 * time.Millisecond // acks pile up in one batch ...
+	q := mustOpen(t, o)
+	ctx := context.Background()
+	const n = 40
+	for i := 0; i < n; i++ {
+		mustEnqueue(t, q, NewJob{ID: fmt.Sprintf("j%d", i), Image: bytes.Repeat([]byte{1}, 100)})
+	}
+	var leases []*Lease
+	for i := 0; i < n; i++ {
+		leases = append(leases, poll(t, q))
+	}
+	var wg sync.WaitGroup
+	// "Someone is arriving": the batch's leader waits for the others.
+	q.enter()
+	for _, l := range leases { // concurrent acks: batches fill up and commit from inside join
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// ... until one with a large result does not fit and commits it from inside join.
+			if err := q.Ack(ctx, l, OutboxMsg{Topic: "r", Payload: make([]byte, 60<<10)}); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	time.Sleep(100 * time.Millisecond) // let them join (the check below proves they did)
+	q.leave()
+	wg.Wait()
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if later.Load() == 0 {
+		t.Fatal("no batch was committed from inside join: the test did not test runLater")
+	}
+	left, _ := filepath.Glob(filepath.Join(o.Dir, "blobs", "*"))
+	if len(left) != 0 {
+		t.Fatalf("%d image files of acked jobs still there after Close", len(left))
 	}
 }
