@@ -96,7 +96,9 @@ func TestSupervisorDeadlineCancelsInChild(t *testing.T) {
 	if err := s.Open(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	// The model's invoke takes ~100 ms here and finished inside a 100 ms deadline in 5
+	// of 20 runs: 20 ms is well inside it.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
 	_, err := s.Run(ctx, encodePNG(t, solid(8, 8, color.White)))
 	if !errors.Is(err, ErrTimeout) || IsPermanent(err) {
