@@ -12,7 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -20,60 +19,6 @@ import (
 	"github.com/inferq/inferq/internal/testenv"
 	"github.com/inferq/inferq/transport/mqtt/mqtttest"
 )
-
-// mountFS mounts a file system of size bytes of the given kind (tmpfs, or ext4 on a
-// loop-mounted image file) on a new directory and unmounts it when the test ends.
-func mountFS(t *testing.T, kind string, size int64) string {
-	t.Helper()
-	testenv.Root(t)
-	dir := t.TempDir()
-	run := func(name string, args ...string) {
-		t.Helper()
-		out, err := exec.Command(name, args...).CombinedOutput()
-		if err != nil {
-			err = fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, bytes.TrimSpace(out))
-		}
-		testenv.Need(t, "mounting a "+kind, err)
-	}
-	switch kind {
-	case "tmpfs":
-		run("mount", "-t", "tmpfs", "-o", fmt.Sprintf("size=%d", size), "tmpfs", dir)
-	case "ext4":
-		img := filepath.Join(t.TempDir(), "fs.img")
-		run("truncate", "-s", fmt.Sprint(size), img)
-		run(testenv.Program(t, "mkfs.ext4"), "-q", "-F", img)
-		run("mount", "-o", "loop", img, dir)
-	default:
-		t.Fatalf("unknown file system %q", kind)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v %s", dir, err, out)
-		}
-	})
-	return dir
-}
-
-// fillFS writes a file in dir until the file system has no byte left; removing
-// the file gives the space back.
-func fillFS(t *testing.T, dir string) string {
-	t.Helper()
-	path := filepath.Join(dir, "filler")
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	for _, n := range []int{1 << 20, 4096, 1} {
-		chunk := make([]byte, n)
-		for {
-			if _, err := f.Write(chunk); err != nil {
-				break
-			}
-		}
-	}
-	return path
-}
 
 // photoJPEG is a camera-like JPEG of a few hundred KB (noise does not compress).
 func photoJPEG(t testing.TB, seed uint64) []byte {
@@ -90,30 +35,6 @@ func photoJPEG(t testing.TB, seed uint64) []byte {
 		t.Fatal(err)
 	}
 	return b.Bytes()
-}
-
-// lockedBuffer is a daemon's output, written by exec's copier while the test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func (l *lockedBuffer) Reset() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.b.Reset()
 }
 
 // boxView follows what a box publishes: its latest health and its results.
@@ -184,7 +105,7 @@ func TestDiskFull(t *testing.T) {
 		photos[i] = photoJPEG(t, uint64(i))
 	}
 	for _, kind := range []string{"tmpfs", "ext4"} {
-		t.Run(kind, func(t *testing.T) { runDiskFull(t, bin, rt, mountFS(t, kind, 160<<20), photos) })
+		t.Run(kind, func(t *testing.T) { runDiskFull(t, bin, rt, testenv.Mount(t, kind, 160<<20), photos) })
 	}
 }
 
@@ -204,7 +125,7 @@ func runDiskFull(t *testing.T, bin, rt, mnt string, photos [][]byte) {
 	writeYAML(t, cfgPath, cfg)
 	sub := b.Subscribe(t, "-t", "inferq/e2e/#", "-q", "1")
 
-	var out lockedBuffer
+	var out testenv.Buffer
 	var cmd *exec.Cmd
 	start := func() {
 		cmd = exec.Command(bin, "run", "--config", cfgPath)
@@ -262,7 +183,7 @@ func runDiskFull(t *testing.T, bin, rt, mnt string, photos [][]byte) {
 	// Stop with a backlog, fill the disk to the last byte, start again: the ballast
 	// is given back and the box starts; it says the disk is full.
 	stop()
-	filler := fillFS(t, mnt)
+	filler := testenv.FillFS(t, mnt)
 	start()
 	v.until("health after a restart on a full disk", 60*time.Second, func() bool {
 		return v.health.StartedAt.After(h.StartedAt) && v.health.Disk.Full
@@ -281,7 +202,7 @@ func runDiskFull(t *testing.T, bin, rt, mnt string, photos [][]byte) {
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
 	}
-	filler = fillFS(t, mnt)
+	filler = testenv.FillFS(t, mnt)
 	start()
 	deadline := time.Now().Add(30 * time.Second)
 	for !strings.Contains(out.String(), "waiting for disk space") {

@@ -22,6 +22,7 @@ import (
 	"github.com/inferq/inferq/infer"
 	"github.com/inferq/inferq/infer/tflite"
 	"github.com/inferq/inferq/infer/tflite/tflitegen"
+	"github.com/inferq/inferq/internal/testenv"
 	"github.com/inferq/inferq/queue"
 	"github.com/inferq/inferq/transport/mqtt"
 	"github.com/inferq/inferq/transport/mqtt/mqtttest"
@@ -45,17 +46,12 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// requireRuntime returns the TFLite runtime closure the tests use, failing under
-// INFERQ_REQUIRE_EXTERNAL=1 when it is missing.
+// requireRuntime returns the TFLite runtime closure the tests use, gated as testenv.Need.
 func requireRuntime(t *testing.T) string {
 	t.Helper()
 	dir := os.Getenv("INFERQ_TFLITE_RUNTIME")
-	if _, err := tflite.FindRuntime(dir); err != nil {
-		if os.Getenv("INFERQ_REQUIRE_EXTERNAL") == "1" {
-			t.Fatalf("TFLite runtime required (INFERQ_REQUIRE_EXTERNAL=1): %v", err)
-		}
-		t.Skipf("TFLite runtime missing (make tflite-runtime): %v", err)
-	}
+	_, err := tflite.FindRuntime(dir)
+	testenv.Need(t, "the TFLite runtime (make tflite-runtime)", err)
 	return dir
 }
 

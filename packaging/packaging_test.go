@@ -21,18 +21,10 @@ import (
 	"github.com/inferq/inferq/internal/testenv"
 )
 
-// tool returns the path of an external command, skipping (or, with
-// INFERQ_REQUIRE_EXTERNAL=1, failing) the test when it is not installed.
+// tool returns the path of an external command, gated as testenv.Program.
 func tool(t *testing.T, name string) string {
 	t.Helper()
-	path, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("INFERQ_REQUIRE_EXTERNAL") == "1" {
-			t.Fatalf("%s is required (INFERQ_REQUIRE_EXTERNAL=1) but missing: %v; run packaging/install-test-deps.sh", name, err)
-		}
-		t.Skipf("%s not installed; skipping", name)
-	}
-	return path
+	return testenv.Program(t, name)
 }
 
 func run(t *testing.T, name string, args ...string) string {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -14,59 +13,13 @@ import (
 	"github.com/inferq/inferq/internal/testenv"
 )
 
-// mountTmpfs mounts a tmpfs of size bytes (as root) and unmounts it at the end.
-func mountTmpfs(t *testing.T, size int64) string {
-	t.Helper()
-	testenv.Root(t)
-	dir := t.TempDir()
-	out, err := exec.Command("mount", "-t", "tmpfs", "-o", fmt.Sprintf("size=%d", size), "tmpfs", dir).CombinedOutput()
-	testenv.Need(t, "mounting a tmpfs", wrapOut(err, out))
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", "-l", dir).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v %s", dir, err, out)
-		}
-	})
-	return dir
-}
-
-func wrapOut(err error, out []byte) error {
-	if err == nil {
-		return nil
-	}
-	return fmt.Errorf("%w: %s", err, bytes.TrimSpace(out))
-}
-
-// fillDisk writes a file in dir until the file system is full (ENOSPC) and
-// returns its path; removing it gives the space back.
-func fillDisk(t *testing.T, dir string) string {
-	t.Helper()
-	path := filepath.Join(dir, "filler")
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	chunk := make([]byte, 64<<10)
-	for {
-		if _, err := f.Write(chunk); err != nil {
-			break
-		}
-	}
-	for { // the last partial chunk
-		if _, err := f.Write(chunk[:512]); err != nil {
-			break
-		}
-	}
-	return path
-}
-
 // TestDiskFullTmpfs fills a real 160 MiB tmpfs with jobs of camera-sized
 // images: Enqueue refuses with the disk reserve's FullError before the file
 // system is full (so Badger never writes into a page it cannot back: that
 // would be SIGBUS and kill this test binary), leases and acks with results go
 // on inside the reserve, and every job taken in gets its result.
 func TestDiskFullTmpfs(t *testing.T) {
-	mnt := mountTmpfs(t, 160<<20)
+	mnt := testenv.Mount(t, "tmpfs", 160<<20)
 	dir := filepath.Join(mnt, "queue")
 	o := testOptions(t, dir, nil)
 	q := mustOpen(t, o)
@@ -136,7 +89,7 @@ func TestDiskFullTmpfs(t *testing.T) {
 // leases); with no ballast it refuses with a DiskFullError instead of letting
 // Badger fault; once space returns, everything acknowledged is there.
 func TestOpenOnFullDisk(t *testing.T) {
-	mnt := mountTmpfs(t, 96<<20)
+	mnt := testenv.Mount(t, "tmpfs", 96<<20)
 	dir := filepath.Join(mnt, "queue")
 	o := testOptions(t, dir, nil)
 	q := mustOpen(t, o)
@@ -151,7 +104,7 @@ func TestOpenOnFullDisk(t *testing.T) {
 	if err := q.Close(); err != nil {
 		t.Fatal(err)
 	}
-	filler := fillDisk(t, mnt)
+	filler := testenv.FillFS(t, mnt)
 
 	// Full: the ballast is given back and the queue opens.
 	q, err := Open(o)
@@ -172,7 +125,7 @@ func TestOpenOnFullDisk(t *testing.T) {
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
 	}
-	filler = fillDisk(t, mnt)
+	filler = testenv.FillFS(t, mnt)
 	_, err = Open(o)
 	var dfe *DiskFullError
 	if !errors.As(err, &dfe) || !errors.Is(err, ErrDiskFull) {
@@ -206,7 +159,7 @@ func TestOpenOnFullDisk(t *testing.T) {
 // is held at the floor; nothing faults, and every result acked is there.
 // The log line gives how many jobs a full box still finishes that way.
 func TestDiskFullBrokerDown(t *testing.T) {
-	mnt := mountTmpfs(t, 128<<20)
+	mnt := testenv.Mount(t, "tmpfs", 128<<20)
 	o := testOptions(t, filepath.Join(mnt, "queue"), nil)
 	q := mustOpen(t, o)
 	q.keepBallast() // Run does this every 10 s

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/inferq/inferq/internal/testenv"
 )
 
 // maxExposure is the highest `systemd-analyze security` exposure inferq.service may
@@ -17,18 +19,10 @@ import (
 // inferq-gpu.conf enabled. systemd calls anything up to 3.9 "OK".
 const maxExposure = 2.0
 
-// tool returns the path of an external command, skipping (or, with
-// INFERQ_REQUIRE_EXTERNAL=1, failing) the test when it is not installed.
+// tool returns the path of an external command, gated as testenv.Program.
 func tool(t *testing.T, name string) string {
 	t.Helper()
-	path, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("INFERQ_REQUIRE_EXTERNAL") == "1" {
-			t.Fatalf("%s is required (INFERQ_REQUIRE_EXTERNAL=1) but missing: %v; run packaging/install-test-deps.sh", name, err)
-		}
-		t.Skipf("%s not installed (Debian package systemd); skipping", name)
-	}
-	return path
+	return testenv.Program(t, name)
 }
 
 // testableUnit copies inferq.service into dir with ExecStart pointing at an executable

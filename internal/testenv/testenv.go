@@ -21,7 +21,7 @@ func Need(t testing.TB, what string, err error) {
 		return
 	}
 	if Required() {
-		t.Fatalf("%s is required (INFERQ_REQUIRE_EXTERNAL=1) but not available: %v", what, err)
+		t.Fatalf("%s is required (INFERQ_REQUIRE_EXTERNAL=1) but not available: %v (make test-deps installs what the tests need)", what, err)
 	}
 	t.Skipf("%s not available: %v", what, err)
 }

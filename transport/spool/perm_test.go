@@ -128,7 +128,7 @@ func TestUnreadableFileAsNobody(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logs safeBuffer
+	var logs testenv.Buffer
 	cmd.Stderr = &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -267,24 +267,6 @@ func TestUnreadableFileAsNobody(t *testing.T) {
 	if !strings.Contains(st.LastError, "locked.jpg") || !strings.Contains(st.LastError, "it stays where it is") {
 		t.Fatalf("last error %q: want why locked.jpg stays in place", st.LastError)
 	}
-}
-
-// safeBuffer is a bytes.Buffer for a child's stderr read while it runs.
-type safeBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *safeBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *safeBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func copyFile(t *testing.T, src, dst string) {

@@ -25,7 +25,6 @@
 package mqtttest
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -38,6 +37,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/inferq/inferq/internal/testenv"
 )
 
 // Binary is the Mosquitto broker used by Start.
@@ -83,16 +84,11 @@ type Broker struct {
 }
 
 // Require skips the test when the named external programs are missing, or
-// fails it when INFERQ_REQUIRE_EXTERNAL=1.
+// fails it when INFERQ_REQUIRE_EXTERNAL=1 (testenv.Program).
 func Require(t testing.TB, programs ...string) {
 	t.Helper()
 	for _, p := range programs {
-		if _, err := exec.LookPath(p); err != nil {
-			if os.Getenv("INFERQ_REQUIRE_EXTERNAL") == "1" {
-				t.Fatalf("%s is required (INFERQ_REQUIRE_EXTERNAL=1) but missing: %v", p, err)
-			}
-			t.Skipf("%s not installed (apt-get install mosquitto mosquitto-clients): %v", p, err)
-		}
+		testenv.Program(t, p)
 	}
 }
 
@@ -298,24 +294,7 @@ var ErrTimeout = errors.New("timeout")
 type Sub struct {
 	cmd   *exec.Cmd
 	lines chan string
-	buf   *lockedBuffer
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+	buf   *testenv.Buffer
 }
 
 // Subscribe runs Debian's mosquitto_sub -v on the broker's plain listener
@@ -331,7 +310,7 @@ func (b *Broker) Subscribe(t testing.TB, args ...string) *Sub {
 	if err != nil {
 		t.Fatalf("cannot pipe mosquitto_sub: %v", err)
 	}
-	stderr := &lockedBuffer{}
+	stderr := &testenv.Buffer{}
 	cmd.Stderr = stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
