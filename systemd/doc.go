@@ -1,11 +1,14 @@
 // Package systemd tells systemd how inferq is doing, following the sd_notify(3)
 // protocol, and holds the unit files that run inferq under systemd.
 //
-// The package has no dependency outside the standard library and golang.org/x/sys/unix.
-// It implements the small part of the protocol inferq needs instead of using
+// Notification implements the small part of the protocol inferq needs instead of using
 // github.com/coreos/go-systemd/v22/daemon so that every message is bounded by a write
-// deadline (a stuck service manager cannot block the daemon), a STATUS text cannot
-// smuggle in other fields, and the process environment is never modified.
+// deadline (a stuck service manager cannot block the daemon: go-systemd's SdNotify
+// writes with no deadline), a STATUS text cannot smuggle in other fields, and the
+// process environment is never modified. Logging to the journal uses go-systemd's
+// journal package (JournalHandler): under systemd, with stderr connected to journald,
+// every record is sent natively with its PRIORITY and its attributes as fields, so
+// `journalctl -p err` finds errors; a record journald refuses goes to stderr as JSON.
 //
 // Guarantees:
 //

@@ -11,6 +11,7 @@ import (
 
 	"github.com/inferq/inferq/daemon"
 	"github.com/inferq/inferq/infer"
+	"github.com/inferq/inferq/systemd"
 )
 
 const defaultConfigPath = "/etc/inferq/inferq.yaml"
@@ -73,7 +74,9 @@ func runDaemon(ctx context.Context, args []string, stderr io.Writer) error {
 	return nil
 }
 
-// newLogger picks JSON under systemd (the journal keeps the fields) and text on a terminal.
+// newLogger picks, with format auto, journald's native protocol when stderr is the
+// journal (levels become PRIORITY, attributes journal fields, one timestamp: journald's),
+// JSON when run by systemd without the journal, and text on a terminal.
 func newLogger(c daemon.LogConfig, w io.Writer) *slog.Logger {
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(c.Level))
@@ -81,7 +84,10 @@ func newLogger(c daemon.LogConfig, w io.Writer) *slog.Logger {
 	format := c.Format
 	if format == "auto" {
 		format = "text"
-		if os.Getenv("JOURNAL_STREAM") != "" || os.Getenv("INVOCATION_ID") != "" {
+		switch {
+		case w == io.Writer(os.Stderr) && systemd.StderrIsJournal():
+			return systemd.NewJournalLogger("inferq", opts)
+		case os.Getenv("JOURNAL_STREAM") != "" || os.Getenv("INVOCATION_ID") != "":
 			format = "json"
 		}
 	}
