@@ -14,11 +14,15 @@ import (
 	"path/filepath"
 	"strconv"
 	"time"
+
+	"github.com/inferq/inferq/queue"
 )
 
 // The control API is HTTP on a unix socket (mode 0660), for the inferq CLI on the same box:
 //
 //	GET  /v1/health               the current health document
+//	GET  /v1/jobs?state=S&source=S&limit=N   held jobs, highest priority first
+//	GET  /v1/jobs/{id}            one job: held, or done within the dedupe window (404: unknown)
 //	GET  /v1/dead?limit=N         dead-lettered jobs with their reasons
 //	POST /v1/dead/retry           {"ids":[...]} or {"all":true}: back to the queue, attempts reset
 //	POST /v1/dead/purge           {"ids":[...]} or {"all":true}: delete for good
@@ -39,6 +43,38 @@ type DeadRequest struct {
 // DeadResponse says how many jobs a retry or purge touched.
 type DeadResponse struct {
 	Count int `json:"count"`
+}
+
+// JobEntry is one job as the control API shows it. Times are omitted when they do not
+// apply to the job's state.
+type JobEntry struct {
+	ID         string            `json:"id"`
+	State      string            `json:"state"`
+	Priority   int               `json:"priority"`
+	Source     string            `json:"source,omitempty"`
+	Attempts   int               `json:"attempts"`
+	LastError  string            `json:"last_error,omitempty"`
+	EnqueuedAt *time.Time        `json:"enqueued_at,omitempty"`
+	Deadline   *time.Time        `json:"deadline,omitempty"`
+	Due        *time.Time        `json:"due,omitempty"`
+	LeaseUntil *time.Time        `json:"lease_until,omitempty"`
+	DeadReason string            `json:"dead_reason,omitempty"`
+	DiedAt     *time.Time        `json:"died_at,omitempty"`
+	DoneAt     *time.Time        `json:"done_at,omitempty"`
+	ImageBytes int64             `json:"image_bytes,omitempty"`
+	ImageSHA   string            `json:"image_sha256,omitempty"`
+	Metadata   map[string]string `json:"metadata,omitempty"`
+}
+
+func jobEntry(j queue.JobInfo) JobEntry {
+	e := JobEntry{ID: j.ID, State: j.State, Priority: j.Priority, Source: j.Source, Attempts: j.Attempt,
+		LastError: j.LastError, EnqueuedAt: timePtr(j.EnqueuedAt), Deadline: timePtr(j.Deadline), Due: timePtr(j.Due),
+		LeaseUntil: timePtr(j.LeaseUntil), DeadReason: j.DeadReason, DiedAt: timePtr(j.DiedAt), DoneAt: timePtr(j.DoneAt),
+		ImageBytes: j.ImageSize, Metadata: j.Meta}
+	if j.State != "done" {
+		e.ImageSHA = j.ImageSHA256
+	}
+	return e
 }
 
 // DeadEntry is one dead-lettered job as the control API lists it.
@@ -76,6 +112,44 @@ func listenControl(path string, d *Daemon, log *slog.Logger) (*controlServer, er
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/health", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, d.Health())
+	})
+	mux.HandleFunc("GET /v1/jobs", func(w http.ResponseWriter, r *http.Request) {
+		f := queue.JobFilter{State: r.URL.Query().Get("state"), Source: r.URL.Query().Get("source"), Limit: 100}
+		if s := r.URL.Query().Get("limit"); s != "" {
+			n, err := strconv.Atoi(s)
+			if err != nil || n < 1 {
+				writeError(w, http.StatusBadRequest, fmt.Errorf("limit %q: want a positive number", s))
+				return
+			}
+			f.Limit = n
+		}
+		jobs, err := d.q.Jobs(f)
+		if errors.Is(err, queue.ErrInvalid) {
+			writeError(w, http.StatusBadRequest, err)
+			return
+		}
+		if err != nil {
+			writeError(w, http.StatusInternalServerError, err)
+			return
+		}
+		out := make([]JobEntry, 0, len(jobs))
+		for _, j := range jobs {
+			out = append(out, jobEntry(j))
+		}
+		writeJSON(w, http.StatusOK, out)
+	})
+	mux.HandleFunc("GET /v1/jobs/{id}", func(w http.ResponseWriter, r *http.Request) {
+		j, err := d.q.Get(r.PathValue("id"))
+		switch {
+		case errors.Is(err, queue.ErrNotFound):
+			writeError(w, http.StatusNotFound, fmt.Errorf("job %q: not found (not queued, and not done within the dedupe window)", r.PathValue("id")))
+		case errors.Is(err, queue.ErrInvalid):
+			writeError(w, http.StatusBadRequest, err)
+		case err != nil:
+			writeError(w, http.StatusInternalServerError, err)
+		default:
+			writeJSON(w, http.StatusOK, jobEntry(j))
+		}
 	})
 	mux.HandleFunc("GET /v1/dead", func(w http.ResponseWriter, r *http.Request) {
 		limit := 100
@@ -213,7 +287,10 @@ func (c *ControlClient) Do(ctx context.Context, method, path string, in, out any
 			Error string `json:"error"`
 		}
 		_ = json.NewDecoder(resp.Body).Decode(&e)
-		return fmt.Errorf("inferq answered %s: %s", resp.Status, e.Error)
+		if e.Error != "" {
+			return errors.New(e.Error)
+		}
+		return fmt.Errorf("inferq answered %s", resp.Status)
 	}
 	if out == nil {
 		return nil

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -15,26 +14,29 @@ import (
 	"github.com/inferq/inferq/daemon"
 )
 
-// socketFlag adds --socket, defaulting to the config file's control_socket when
-// --config is given, else the packaged default.
-func socketFlag(fs *flag.FlagSet) func() string {
+// socketFlag adds --socket and --config; the returned func gives the control socket:
+// --socket, else the control_socket of --config (a config that cannot be read is an
+// error, not a silent fallback), else that of the packaged config, else the default.
+func socketFlag(fs *flag.FlagSet) func() (string, error) {
 	sock := fs.String("socket", "", "control socket (default: from --config, else /run/inferq/control.sock)")
 	cfgPath := fs.String("config", "", "configuration file to read control_socket from")
-	return func() string {
+	return func() (string, error) {
 		if *sock != "" {
-			return *sock
+			return *sock, nil
 		}
 		if *cfgPath != "" {
-			if cfg, err := daemon.LoadConfig(*cfgPath); err == nil {
-				return cfg.ControlSocket
+			cfg, err := daemon.LoadConfig(*cfgPath)
+			if err != nil {
+				return "", err
 			}
+			return cfg.ControlSocket, nil
 		}
 		if _, err := os.Stat(defaultConfigPath); err == nil {
 			if cfg, err := daemon.LoadConfig(defaultConfigPath); err == nil {
-				return cfg.ControlSocket
+				return cfg.ControlSocket, nil
 			}
 		}
-		return daemon.DefaultConfig().ControlSocket
+		return daemon.DefaultConfig().ControlSocket, nil
 	}
 }
 
@@ -42,17 +44,19 @@ func runStatus(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
 	sock := socketFlag(fs)
 	asJSON := fs.Bool("json", false, "print the health document as JSON")
-	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("%w: %w", errUsage, err)
+	if _, err := parseFlags(fs, args, 0); err != nil {
+		return err
+	}
+	path, err := sock()
+	if err != nil {
+		return err
 	}
 	var h daemon.Health
-	if err := daemon.NewControlClient(sock()).Do(ctx, "GET", "/v1/health", nil, &h); err != nil {
+	if err := daemon.NewControlClient(path).Do(ctx, "GET", "/v1/health", nil, &h); err != nil {
 		return err
 	}
 	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(h)
+		return writeJSONOut(stdout, h)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "node\t%s (inferq %s, up %s)\n", h.Node, h.Version, (time.Duration(h.UptimeS) * time.Second).String())
@@ -84,23 +88,32 @@ func runStatus(ctx context.Context, args []string, stdout io.Writer) error {
 }
 
 func runDead(ctx context.Context, args []string, stdout io.Writer) error {
-	if len(args) == 0 {
-		return fmt.Errorf("%w: dead list|retry|purge", errUsage)
-	}
-	op := args[0]
-	fs := flag.NewFlagSet("dead "+op, flag.ContinueOnError)
+	fs := flag.NewFlagSet("dead", flag.ContinueOnError)
 	sock := socketFlag(fs)
-	all := fs.Bool("all", false, "every dead job")
+	all := fs.Bool("all", false, "every dead job (retry, purge)")
 	limit := fs.Int("limit", 100, "list at most this many")
-	if err := fs.Parse(args[1:]); err != nil {
-		return fmt.Errorf("%w: %w", errUsage, err)
+	asJSON := fs.Bool("json", false, "print JSON")
+	pos, err := parseFlags(fs, args, -1)
+	if err != nil {
+		return err
 	}
-	c := daemon.NewControlClient(sock())
+	if len(pos) == 0 {
+		return fmt.Errorf("%w: dead list|retry|purge [--all | ID...]", errUsage)
+	}
+	op, ids := pos[0], pos[1:]
+	path, err := sock()
+	if err != nil {
+		return err
+	}
+	c := daemon.NewControlClient(path)
 	switch op {
 	case "list":
 		var dead []daemon.DeadEntry
 		if err := c.Do(ctx, "GET", fmt.Sprintf("/v1/dead?limit=%d", *limit), nil, &dead); err != nil {
 			return err
+		}
+		if *asJSON {
+			return writeJSONOut(stdout, dead)
 		}
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "ID\tSOURCE\tATTEMPTS\tDIED\tREASON")
@@ -109,12 +122,21 @@ func runDead(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		return tw.Flush()
 	case "retry", "purge":
-		req := daemon.DeadRequest{IDs: fs.Args(), All: *all}
+		if *all == (len(ids) > 0) {
+			return fmt.Errorf("%w: dead %s: give the ids of dead jobs, or --all", errUsage, op)
+		}
+		req := daemon.DeadRequest{IDs: ids, All: *all}
 		var resp daemon.DeadResponse
 		if err := c.Do(ctx, "POST", "/v1/dead/"+op, req, &resp); err != nil {
 			return err
 		}
+		if *asJSON {
+			return writeJSONOut(stdout, resp)
+		}
 		fmt.Fprintf(stdout, "%s: %d jobs\n", op, resp.Count)
+		if len(ids) > 0 && resp.Count < len(ids) {
+			return fmt.Errorf("%s: %d of the %d ids given are not dead jobs", op, len(ids)-resp.Count, len(ids))
+		}
 		return nil
 	default:
 		return fmt.Errorf("%w: dead %q: want list, retry or purge", errUsage, op)
@@ -124,10 +146,14 @@ func runDead(ctx context.Context, args []string, stdout io.Writer) error {
 func runReload(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("reload", flag.ContinueOnError)
 	sock := socketFlag(fs)
-	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("%w: %w", errUsage, err)
+	if _, err := parseFlags(fs, args, 0); err != nil {
+		return err
 	}
-	if err := daemon.NewControlClient(sock()).Do(ctx, "POST", "/v1/reload", struct{}{}, nil); err != nil {
+	path, err := sock()
+	if err != nil {
+		return err
+	}
+	if err := daemon.NewControlClient(path).Do(ctx, "POST", "/v1/reload", struct{}{}, nil); err != nil {
 		return err
 	}
 	fmt.Fprintln(stdout, "reload requested; `inferq status` shows the loaded model")

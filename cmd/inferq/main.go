@@ -2,6 +2,8 @@
 //
 //	inferq run --config FILE        run the daemon (systemd: Type=notify)
 //	inferq status                   the running daemon's health
+//	inferq jobs [--state S]         the queued jobs
+//	inferq job ID                   one job
 //	inferq dead list|retry|purge    dead-lettered jobs
 //	inferq reload                   reload the model file
 //	inferq config check|print FILE  validate or show a configuration
@@ -12,10 +14,12 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 )
 
@@ -24,6 +28,66 @@ var version = "dev"
 
 // errUsage marks a wrong command line; main exits 2 for it.
 var errUsage = errors.New("usage")
+
+// buildVersion is the version stamped at build time (-X main.version=…, as make deb
+// does), else the VCS revision Go recorded in the binary.
+func buildVersion() string {
+	if version != "dev" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		var rev, dirty string
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				rev = s.Value
+			case "vcs.modified":
+				if s.Value == "true" {
+					dirty = "-dirty"
+				}
+			}
+		}
+		if len(rev) > 12 {
+			rev = rev[:12]
+		}
+		if rev != "" {
+			return "dev-" + rev + dirty
+		}
+	}
+	return version
+}
+
+// errHelpShown: the help a command was asked for is printed; main exits 0.
+var errHelpShown = errors.New("help shown")
+
+// parseFlags parses args with flags anywhere among the positional arguments (which
+// it returns, in order; after "--" everything is positional). want is how many
+// positional arguments the command takes (-1: any). -h or --help prints the flags
+// and returns errHelpShown.
+func parseFlags(fs *flag.FlagSet, args []string, want int) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, errHelpShown
+			}
+			return nil, fmt.Errorf("%w: %s: %w", errUsage, fs.Name(), err)
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			break
+		}
+		if n := len(args) - len(rest); n > 0 && args[n-1] == "--" {
+			pos = append(pos, rest...)
+			break
+		}
+		pos, args = append(pos, rest[0]), rest[1:]
+	}
+	if want >= 0 && len(pos) != want {
+		return nil, fmt.Errorf("%w: %s takes %d argument(s), got %d: %q", errUsage, fs.Name(), want, len(pos), pos)
+	}
+	return pos, nil
+}
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -39,6 +103,9 @@ func main() {
 	}()
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
+	if errors.Is(err, errHelpShown) {
+		os.Exit(0)
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "inferq:", err)
 		if errors.Is(err, errUsage) {
@@ -53,6 +120,8 @@ const usage = `usage: inferq <command> [flags]
 commands:
   run      --config FILE   run the daemon
   status   [--socket PATH] [--json]   show the running daemon's health
+  jobs     [--state S] [--source S] [--limit N] [--json]   the queued jobs, highest priority first
+  job      ID [--json]            one job: state, attempts, times, last error (exit 1: unknown id)
   dead     list|retry|purge [--all | ID...]   manage dead-lettered jobs
   reload   swap in the model file's current content
   config   check|print|defaults [--config FILE]
@@ -73,6 +142,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runStatus(ctx, rest, stdout)
 	case "dead":
 		return runDead(ctx, rest, stdout)
+	case "jobs":
+		return runJobs(ctx, rest, stdout)
+	case "job":
+		return runJob(ctx, rest, stdout)
 	case "reload":
 		return runReload(ctx, rest, stdout)
 	case "config":
@@ -80,7 +153,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "bench":
 		return runBench(ctx, rest, stdout, stderr)
 	case "version", "--version", "-v":
-		fmt.Fprintln(stdout, "inferq", version)
+		fmt.Fprintln(stdout, "inferq", buildVersion())
 		return nil
 	case "engine-child":
 		return runEngineChild(ctx, rest)

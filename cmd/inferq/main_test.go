@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"flag"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -97,6 +99,38 @@ func TestByPriority(t *testing.T) {
 	for _, tt := range tests {
 		if got := byPriority(tt.in); got != tt.want {
 			t.Errorf("byPriority(%v) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestParseFlags(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		want int
+		pos  string
+		cfg  string
+		err  error
+	}{
+		{[]string{"X", "--config", "c.yaml"}, 1, "X", "c.yaml", nil},
+		{[]string{"--config", "c.yaml", "X"}, 1, "X", "c.yaml", nil},
+		{[]string{"purge", "X", "--config", "c.yaml", "Y"}, -1, "purge X Y", "c.yaml", nil},
+		{[]string{"--", "--config"}, 1, "--config", "", nil},
+		{[]string{"-h"}, 0, "", "", errHelpShown},
+		{[]string{"X", "Y"}, 1, "", "", errUsage},
+		{[]string{"--nope"}, 0, "", "", errUsage},
+	} {
+		fs := flag.NewFlagSet("t", flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		cfg := fs.String("config", "", "")
+		pos, err := parseFlags(fs, tt.args, tt.want)
+		if tt.err != nil {
+			if !errors.Is(err, tt.err) {
+				t.Errorf("%q: err %v, want %v", tt.args, err, tt.err)
+			}
+			continue
+		}
+		if err != nil || strings.Join(pos, " ") != tt.pos || *cfg != tt.cfg {
+			t.Errorf("%q: pos %q config %q err %v; want %q %q", tt.args, pos, *cfg, err, tt.pos, tt.cfg)
 		}
 	}
 }

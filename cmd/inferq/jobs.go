@@ -1,0 +1,125 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+	"strconv"
+	"text/tabwriter"
+	"time"
+
+	"github.com/inferq/inferq/daemon"
+)
+
+// runJobs is `inferq jobs`: the held jobs, highest priority first.
+func runJobs(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("jobs", flag.ContinueOnError)
+	sock := socketFlag(fs)
+	state := fs.String("state", "", "only jobs in this state: ready, leased, delayed or dead")
+	source := fs.String("source", "", "only jobs from this source")
+	limit := fs.Int("limit", 100, "at most this many")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if _, err := parseFlags(fs, args, 0); err != nil {
+		return err
+	}
+	path, err := sock()
+	if err != nil {
+		return err
+	}
+	q := url.Values{"limit": {strconv.Itoa(*limit)}}
+	if *state != "" {
+		q.Set("state", *state)
+	}
+	if *source != "" {
+		q.Set("source", *source)
+	}
+	var jobs []daemon.JobEntry
+	if err := daemon.NewControlClient(path).Do(ctx, "GET", "/v1/jobs?"+q.Encode(), nil, &jobs); err != nil {
+		return err
+	}
+	if *asJSON {
+		return writeJSONOut(stdout, jobs)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tSTATE\tPRIO\tSOURCE\tATTEMPTS\tAGE\tLAST ERROR")
+	for _, j := range jobs {
+		age := ""
+		if j.EnqueuedAt != nil {
+			age = time.Since(*j.EnqueuedAt).Round(time.Second).String()
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%s\t%s\n", j.ID, j.State, j.Priority, j.Source, j.Attempts, age, cut(j.LastError, 60))
+	}
+	return tw.Flush()
+}
+
+// runJob is `inferq job ID`: one job, or an error (exit 1) for an unknown id.
+func runJob(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("job", flag.ContinueOnError)
+	sock := socketFlag(fs)
+	asJSON := fs.Bool("json", false, "print JSON")
+	pos, err := parseFlags(fs, args, 1)
+	if err != nil {
+		return err
+	}
+	path, err := sock()
+	if err != nil {
+		return err
+	}
+	var j daemon.JobEntry
+	if err := daemon.NewControlClient(path).Do(ctx, "GET", "/v1/jobs/"+url.PathEscape(pos[0]), nil, &j); err != nil {
+		return err
+	}
+	if *asJSON {
+		return writeJSONOut(stdout, j)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	line := func(k, v string) {
+		if v != "" {
+			fmt.Fprintf(tw, "%s\t%s\n", k, v)
+		}
+	}
+	ts := func(t *time.Time) string {
+		if t == nil {
+			return ""
+		}
+		return t.Format(time.RFC3339)
+	}
+	line("id", j.ID)
+	line("state", j.State)
+	if j.State != "done" {
+		line("priority", strconv.Itoa(j.Priority))
+		line("source", j.Source)
+		line("attempts", strconv.Itoa(j.Attempts))
+		line("image", fmt.Sprintf("%d bytes, sha256 %s", j.ImageBytes, j.ImageSHA))
+	}
+	line("enqueued", ts(j.EnqueuedAt))
+	line("deadline", ts(j.Deadline))
+	line("due", ts(j.Due))
+	line("lease until", ts(j.LeaseUntil))
+	line("last error", j.LastError)
+	line("dead reason", j.DeadReason)
+	line("died", ts(j.DiedAt))
+	line("done", ts(j.DoneAt))
+	for k, v := range j.Metadata {
+		line("meta "+k, v)
+	}
+	return tw.Flush()
+}
+
+func writeJSONOut(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// cut shortens s to n runes for a table cell.
+func cut(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	return string(r[:n-1]) + "…"
+}

@@ -1,0 +1,60 @@
+package daemon
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/inferq/inferq/queue"
+)
+
+// TestControlJobs: the control API lists jobs and looks one up by id over the real
+// unix socket; an unknown id is a 404 whose message names it.
+func TestControlJobs(t *testing.T) {
+	q := openTestQueue(t, 3)
+	d := &Daemon{now: time.Now, poke: make(chan struct{}, 1)}
+	d.setQueue(q)
+	ctx := context.Background()
+	for _, j := range []queue.NewJob{
+		{ID: "a", Priority: 1, Source: "door", Image: []byte("x")},
+		{ID: "b", Priority: 7, Source: "yard", Image: []byte("y"), Meta: map[string]string{"spool.file": "b.jpg"}},
+	} {
+		if _, err := q.Enqueue(ctx, j); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sock := filepath.Join(t.TempDir(), "c.sock")
+	srv, err := listenControl(sock, d, quietLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(cctx) }()
+	defer func() { cancel(); <-done }()
+	c := NewControlClient(sock)
+
+	var jobs []JobEntry
+	if err := c.Do(ctx, "GET", "/v1/jobs", nil, &jobs); err != nil {
+		t.Fatal(err)
+	}
+	if len(jobs) != 2 || jobs[0].ID != "b" || jobs[1].ID != "a" || jobs[0].State != "ready" || jobs[0].EnqueuedAt == nil {
+		t.Fatalf("jobs: %+v, want b then a, ready", jobs)
+	}
+	if err := c.Do(ctx, "GET", "/v1/jobs?source=door", nil, &jobs); err != nil || len(jobs) != 1 || jobs[0].ID != "a" {
+		t.Fatalf("jobs from door: %+v, %v", jobs, err)
+	}
+	if err := c.Do(ctx, "GET", "/v1/jobs?state=sleeping", nil, &jobs); err == nil || !strings.Contains(err.Error(), "sleeping") {
+		t.Fatalf("bad state: %v, want an error naming it", err)
+	}
+	var j JobEntry
+	if err := c.Do(ctx, "GET", "/v1/jobs/b", nil, &j); err != nil || j.Metadata["spool.file"] != "b.jpg" || j.Priority != 7 || j.ImageBytes != 1 {
+		t.Fatalf("job b: %+v, %v", j, err)
+	}
+	err = c.Do(ctx, "GET", "/v1/jobs/nope", nil, &j)
+	if err == nil || !strings.Contains(err.Error(), `job "nope": not found`) {
+		t.Fatalf("unknown job: %v", err)
+	}
+}
