@@ -23,6 +23,9 @@ import (
 //	GET  /v1/health               the current health document
 //	GET  /v1/jobs?state=S&source=S&limit=N   held jobs, highest priority first
 //	GET  /v1/jobs/{id}            one job: held, or done within the dedupe window (404: unknown)
+//	POST /v1/jobs?priority=N&source=S&id=ID   body: image bytes; a new job, durable when answered
+//	POST /v1/jobs/{id}/priority   {"priority":N}: a held job's new priority
+//	POST /v1/jobs/{id}/cancel     remove a queued, delayed or dead job (409: running)
 //	GET  /v1/dead?limit=N         dead-lettered jobs with their reasons
 //	POST /v1/dead/retry           {"ids":[...]} or {"all":true}: back to the queue, attempts reset
 //	POST /v1/dead/purge           {"ids":[...]} or {"all":true}: delete for good
@@ -75,6 +78,78 @@ func jobEntry(j queue.JobInfo) JobEntry {
 		e.ImageSHA = j.ImageSHA256
 	}
 	return e
+}
+
+// PriorityRequest is the body of POST /v1/jobs/{id}/priority.
+type PriorityRequest struct {
+	Priority int `json:"priority"`
+}
+
+// EnqueueResponse answers POST /v1/jobs.
+type EnqueueResponse struct {
+	ID        string `json:"id"`
+	Duplicate bool   `json:"duplicate,omitempty"`
+	State     string `json:"state,omitempty"` // of the job already held, when Duplicate
+}
+
+// writeJobOp answers an operation on one job.
+func writeJobOp(w http.ResponseWriter, id string, err error) {
+	switch {
+	case err == nil:
+		writeJSON(w, http.StatusOK, map[string]string{"id": id, "status": "ok"})
+	case errors.Is(err, queue.ErrNotFound):
+		writeError(w, http.StatusNotFound, fmt.Errorf("job %q: not found (not queued)", id))
+	case errors.Is(err, queue.ErrRunning):
+		writeError(w, http.StatusConflict, fmt.Errorf("job %q is running now; it can be cancelled only while queued", id))
+	case errors.Is(err, queue.ErrInvalid):
+		writeError(w, http.StatusBadRequest, err)
+	default:
+		writeError(w, http.StatusInternalServerError, err)
+	}
+}
+
+// controlEnqueue queues the image in the request body (the "reprocess" action): the
+// answer comes once the job is durable.
+func (d *Daemon) controlEnqueue(w http.ResponseWriter, r *http.Request) {
+	qv := r.URL.Query()
+	job := queue.NewJob{ID: qv.Get("id"), Source: qv.Get("source"), Deadline: d.deadline(time.Time{})}
+	if job.ID == "" {
+		job.ID = "cli-" + strconv.FormatInt(d.now().UnixNano(), 36)
+	}
+	if job.Source == "" {
+		job.Source = "cli"
+	}
+	if s := qv.Get("priority"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("priority %q: want 0..9", s))
+			return
+		}
+		job.Priority = n
+	}
+	img, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(d.cfg.Spool.MaxFileSize)))
+	if err != nil {
+		writeError(w, http.StatusRequestEntityTooLarge, fmt.Errorf("cannot read the image: %w", err))
+		return
+	}
+	job.Image = img
+	res, err := d.q.Enqueue(r.Context(), job)
+	switch {
+	case errors.Is(err, queue.ErrFull):
+		writeError(w, http.StatusServiceUnavailable, err)
+		return
+	case errors.Is(err, queue.ErrInvalid):
+		writeError(w, http.StatusBadRequest, err)
+		return
+	case err != nil:
+		writeError(w, http.StatusInternalServerError, err)
+		return
+	}
+	if !res.Duplicate {
+		d.queued(job.ID, job.Source)
+	}
+	d.pokeHealth()
+	writeJSON(w, http.StatusOK, EnqueueResponse{ID: job.ID, Duplicate: res.Duplicate, State: res.State})
 }
 
 // DeadEntry is one dead-lettered job as the control API lists it.
@@ -150,6 +225,22 @@ func listenControl(path string, d *Daemon, log *slog.Logger) (*controlServer, er
 		default:
 			writeJSON(w, http.StatusOK, jobEntry(j))
 		}
+	})
+	mux.HandleFunc("POST /v1/jobs", func(w http.ResponseWriter, r *http.Request) {
+		d.controlEnqueue(w, r)
+	})
+	mux.HandleFunc("POST /v1/jobs/{id}/priority", func(w http.ResponseWriter, r *http.Request) {
+		var req PriorityRequest
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<10)).Decode(&req); err != nil {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("cannot parse request: %w", err))
+			return
+		}
+		writeJobOp(w, r.PathValue("id"), d.q.SetPriority(r.Context(), r.PathValue("id"), req.Priority))
+		d.pokeHealth()
+	})
+	mux.HandleFunc("POST /v1/jobs/{id}/cancel", func(w http.ResponseWriter, r *http.Request) {
+		writeJobOp(w, r.PathValue("id"), d.q.Cancel(r.Context(), r.PathValue("id")))
+		d.pokeHealth()
 	})
 	mux.HandleFunc("GET /v1/dead", func(w http.ResponseWriter, r *http.Request) {
 		limit := 100
@@ -263,10 +354,13 @@ func NewControlClient(path string) *ControlClient {
 	}}
 }
 
-// Do sends a request and decodes the JSON answer into out (which may be nil).
+// Do sends a request and decodes the JSON answer into out (which may be nil). in is
+// sent as JSON, or as it is when it is an io.Reader.
 func (c *ControlClient) Do(ctx context.Context, method, path string, in, out any) error {
 	var body io.Reader
-	if in != nil {
+	if r, ok := in.(io.Reader); ok {
+		body = r
+	} else if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
 			return fmt.Errorf("cannot encode request: %w", err)

@@ -57,4 +57,37 @@ func TestControlJobs(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), `job "nope": not found`) {
 		t.Fatalf("unknown job: %v", err)
 	}
+
+	// Reprocess: an image sent as the body is a durable job when the answer comes.
+	d.cfg.Spool.MaxFileSize = 1 << 20
+	var er EnqueueResponse
+	if err := c.Do(ctx, "POST", "/v1/jobs?priority=9&source=ops&id=again", strings.NewReader("jpeg bytes"), &er); err != nil || er.ID != "again" || er.Duplicate {
+		t.Fatalf("enqueue: %+v, %v", er, err)
+	}
+	if err := c.Do(ctx, "POST", "/v1/jobs?id=again", strings.NewReader("jpeg bytes"), &er); err != nil || !er.Duplicate || er.State != "ready" {
+		t.Fatalf("enqueue again: %+v, %v; want a duplicate", er, err)
+	}
+	// a is prioritized above b, then b is cancelled: again (9), a (8) remain.
+	if err := c.Do(ctx, "POST", "/v1/jobs/a/priority", PriorityRequest{Priority: 8}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Do(ctx, "POST", "/v1/jobs/b/cancel", struct{}{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Do(ctx, "POST", "/v1/jobs/b/cancel", struct{}{}, nil); err == nil || !strings.Contains(err.Error(), "not found") {
+		t.Fatalf("second cancel: %v", err)
+	}
+	if err := c.Do(ctx, "POST", "/v1/jobs/a/priority", PriorityRequest{Priority: 12}, nil); err == nil || !strings.Contains(err.Error(), "0..9") {
+		t.Fatalf("priority 12: %v", err)
+	}
+	if err := c.Do(ctx, "GET", "/v1/jobs", nil, &jobs); err != nil || len(jobs) != 2 || jobs[0].ID != "again" || jobs[1].ID != "a" || jobs[1].Priority != 8 {
+		t.Fatalf("jobs after: %+v, %v", jobs, err)
+	}
+	l, err := q.Lease(ctx)
+	if err != nil || l.Job.ID != "again" {
+		t.Fatalf("lease: %v %v", l, err)
+	}
+	if err := c.Do(ctx, "POST", "/v1/jobs/again/cancel", struct{}{}, nil); err == nil || !strings.Contains(err.Error(), "running") {
+		t.Fatalf("cancel of a running job: %v", err)
+	}
 }

@@ -55,6 +55,57 @@ func (h *minHeap[T]) pop() T {
 	return top
 }
 
+// removeFunc removes the first item for which match holds and reports it.
+// O(n): for operators' actions on single jobs, not for the hot path.
+func (h *minHeap[T]) removeFunc(match func(T) bool) (T, bool) {
+	s := *h
+	for i := range s {
+		if !match(s[i]) {
+			continue
+		}
+		x := s[i]
+		n := len(s) - 1
+		s[i] = s[n]
+		var zero T
+		s[n] = zero
+		*h = s[:n]
+		if i < n {
+			h.fix(i)
+		}
+		return x, true
+	}
+	var zero T
+	return zero, false
+}
+
+// fix restores the heap order after the item at i changed.
+func (h *minHeap[T]) fix(i int) {
+	s := *h
+	for i > 0 { // up
+		p := (i - 1) / 2
+		if !s[i].before(s[p]) {
+			break
+		}
+		s[p], s[i] = s[i], s[p]
+		i = p
+	}
+	n := len(s)
+	for { // down
+		l, r, m := 2*i+1, 2*i+2, i
+		if l < n && s[l].before(s[m]) {
+			m = l
+		}
+		if r < n && s[r].before(s[m]) {
+			m = r
+		}
+		if m == i {
+			return
+		}
+		s[m], s[i] = s[i], s[m]
+		i = m
+	}
+}
+
 // seqHeap orders a priority's ready jobs by seq. Most pushes are at the tail (new jobs);
 // returns from leases and retries go back to their original place.
 type seqHeap = minHeap[entry]

@@ -7,6 +7,7 @@ package queue
 
 import (
 	"cmp"
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -188,4 +189,113 @@ func jobInfo(id string, rec *record, lease *leaseEntry, now time.Time) JobInfo {
 		info.DeadReason, info.DiedAt = rec.DeadReason, time.Unix(0, rec.DiedAt)
 	}
 	return info
+}
+
+// ErrRunning is returned by Cancel for a job that is leased (running now):
+// it is not taken from under the worker.
+var ErrRunning = errors.New("job is running")
+
+// SetPriority gives a held job a new priority (0..9). A ready job moves to the
+// new priority keeping its original order there; a delayed, dead or leased job
+// keeps its state and is ordered by the new priority when it is ready again.
+// ErrNotFound for an id that is not held.
+func (q *Queue) SetPriority(ctx context.Context, id string, prio int) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := validID(id); err != nil {
+		return err
+	}
+	if prio < 0 || prio > 9 {
+		return invalidf("priority %d: must be 0..9", prio)
+	}
+	return q.write(2, 4096, func(b *batch) (bool, error) {
+		rec, err := getRecord(b, id)
+		if err != nil {
+			return false, err
+		}
+		if rec == nil {
+			return false, ErrNotFound
+		}
+		old := rec.Priority
+		if int(old) == prio {
+			return false, nil
+		}
+		if l, ok := q.st.leases[id]; ok {
+			rec = l.rec
+		}
+		rec.Priority = uint8(prio)
+		b.n++
+		if err := b.set(idKey(pfxJob, id), encodeRecord(rec)); err != nil {
+			b.failed = err
+			return true, nil
+		}
+		if e, ok := q.st.ready[old].removeFunc(func(e entry) bool { return e.id == id }); ok {
+			q.st.ready[prio].push(e)
+			q.broadcastLocked()
+		}
+		for i := range q.st.delayed {
+			if q.st.delayed[i].e.id == id {
+				q.st.delayed[i].prio = uint8(prio)
+			}
+		}
+		return true, nil
+	})
+}
+
+// Cancel removes a queued, delayed or dead job with its image, for good.
+// ErrRunning for a leased job, ErrNotFound for an id that is not held.
+func (q *Queue) Cancel(ctx context.Context, id string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := validID(id); err != nil {
+		return err
+	}
+	return q.write(4, 4096, func(b *batch) (bool, error) {
+		if _, ok := q.st.leases[id]; ok {
+			return false, ErrRunning
+		}
+		rec, err := getRecord(b, id)
+		if err != nil {
+			return false, err
+		}
+		if rec == nil {
+			return false, ErrNotFound
+		}
+		b.n++
+		switch rec.State {
+		case stDead:
+			if err := b.del(seqKey(pfxDead, rec.DeadSeq)); err != nil {
+				b.failed = err
+			}
+			q.st.dead--
+		default:
+			q.st.ready[rec.Priority].removeFunc(func(e entry) bool { return e.id == id })
+			q.st.delayed.removeFunc(func(d delayedEntry) bool { return d.e.id == id })
+		}
+		q.removeJobLocked(b, id, rec)
+		q.log.Info("queue job cancelled", "job_id", id)
+		return true, nil
+	})
+}
+
+// getRecord reads id's record in b's transaction: nil when there is none.
+func getRecord(b *batch, id string) (*record, error) {
+	item, err := b.txn.Get(idKey(pfxJob, id))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cannot read job: %w", err)
+	}
+	v, err := item.ValueCopy(nil)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read job: %w", err)
+	}
+	rec, err := decodeRecord(v)
+	if err != nil {
+		return nil, fmt.Errorf("%w: job %s", ErrDamaged, id)
+	}
+	return rec, nil
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"os"
 	"strconv"
 	"text/tabwriter"
 	"time"
@@ -122,4 +123,98 @@ func cut(s string, n int) string {
 		return s
 	}
 	return string(r[:n-1]) + "…"
+}
+
+// runPrioritize is `inferq prioritize ID N`.
+func runPrioritize(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("prioritize", flag.ContinueOnError)
+	sock := socketFlag(fs)
+	pos, err := parseFlags(fs, args, 2)
+	if err != nil {
+		return err
+	}
+	n, err := strconv.Atoi(pos[1])
+	if err != nil || n < 0 || n > 9 {
+		return fmt.Errorf("%w: prioritize ID N: priority %q: want 0..9", errUsage, pos[1])
+	}
+	path, err := sock()
+	if err != nil {
+		return err
+	}
+	if err := daemon.NewControlClient(path).Do(ctx, "POST", "/v1/jobs/"+url.PathEscape(pos[0])+"/priority", daemon.PriorityRequest{Priority: n}, nil); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s: priority %d\n", pos[0], n)
+	return nil
+}
+
+// runCancel is `inferq cancel ID`.
+func runCancel(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("cancel", flag.ContinueOnError)
+	sock := socketFlag(fs)
+	pos, err := parseFlags(fs, args, 1)
+	if err != nil {
+		return err
+	}
+	path, err := sock()
+	if err != nil {
+		return err
+	}
+	if err := daemon.NewControlClient(path).Do(ctx, "POST", "/v1/jobs/"+url.PathEscape(pos[0])+"/cancel", struct{}{}, nil); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s: cancelled\n", pos[0])
+	return nil
+}
+
+// runEnqueue is `inferq enqueue FILE...`: each file becomes a job (durable when this
+// returns), the "reprocess" action.
+func runEnqueue(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("enqueue", flag.ContinueOnError)
+	sock := socketFlag(fs)
+	prio := fs.Int("priority", 0, "priority 0..9")
+	source := fs.String("source", "cli", "source name")
+	id := fs.String("id", "", "job id (one file only; default: generated)")
+	asJSON := fs.Bool("json", false, "print JSON")
+	files, err := parseFlags(fs, args, -1)
+	if err != nil {
+		return err
+	}
+	if len(files) == 0 || *id != "" && len(files) > 1 {
+		return fmt.Errorf("%w: enqueue FILE... [--priority N] [--source S] [--id ID (one file)]", errUsage)
+	}
+	path, err := sock()
+	if err != nil {
+		return err
+	}
+	c := daemon.NewControlClient(path)
+	var out []daemon.EnqueueResponse
+	for _, f := range files {
+		fh, err := os.Open(f)
+		if err != nil {
+			return err
+		}
+		q := url.Values{"priority": {strconv.Itoa(*prio)}, "source": {*source}}
+		if *id != "" {
+			q.Set("id", *id)
+		}
+		var resp daemon.EnqueueResponse
+		err = c.Do(ctx, "POST", "/v1/jobs?"+q.Encode(), fh, &resp)
+		fh.Close()
+		if err != nil {
+			return fmt.Errorf("%s: %w", f, err)
+		}
+		out = append(out, resp)
+		if !*asJSON {
+			if resp.Duplicate {
+				fmt.Fprintf(stdout, "%s: already held as %s (%s)\n", f, resp.ID, resp.State)
+			} else {
+				fmt.Fprintf(stdout, "%s: queued as %s\n", f, resp.ID)
+			}
+		}
+	}
+	if *asJSON {
+		return writeJSONOut(stdout, out)
+	}
+	return nil
 }

@@ -122,6 +122,9 @@ commands:
   status   [--socket PATH] [--json]   show the running daemon's health
   jobs     [--state S] [--source S] [--limit N] [--json]   the queued jobs, highest priority first
   job      ID [--json]            one job: state, attempts, times, last error (exit 1: unknown id)
+  enqueue  FILE... [--priority N] [--source S] [--id ID]   queue images (reprocess)
+  prioritize ID N                 give a queued job priority N (0..9)
+  cancel   ID                     remove a queued, delayed or dead job
   dead     list|retry|purge [--all | ID...]   manage dead-lettered jobs
   reload   swap in the model file's current content
   config   check|print|defaults [--config FILE]
@@ -146,6 +149,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runJobs(ctx, rest, stdout)
 	case "job":
 		return runJob(ctx, rest, stdout)
+	case "prioritize":
+		return runPrioritize(ctx, rest, stdout)
+	case "cancel":
+		return runCancel(ctx, rest, stdout)
+	case "enqueue":
+		return runEnqueue(ctx, rest, stdout)
 	case "reload":
 		return runReload(ctx, rest, stdout)
 	case "config":
