@@ -10,10 +10,15 @@
 // with Lstat, what arrives in the claim directory is checked again, and a
 // cross-file-system copy opens the file with O_NOFOLLOW|O_NONBLOCK and
 // checks it with fstat). Hidden files and *.tmp / *.part files wait until
-// they are renamed. fsnotify v1.10 keeps inotify's IN_CLOSE_WRITE
-// unexported, so a file is taken once its size and mtime have not changed
-// for SettleTime after its last event; writers that pause longer than
-// that mid-file should write to *.tmp and rename. At start-up, after an
+// they are renamed. On Linux a file is taken at once when it is complete:
+// renamed into the spool (IN_MOVED_TO) or closed after writing
+// (IN_CLOSE_WRITE), from a second inotify instance (complete_linux.go:
+// fsnotify v1.10 keeps both unexported); a writer that closes and reopens a
+// file must use the rename pattern. Otherwise (start-up scans, overflows,
+// other platforms, a writer that never closes) a file is taken once its
+// size and mtime have not changed for SettleTime after its last event;
+// writers that pause longer than that mid-file should write to *.tmp and
+// rename. At start-up, after an
 // inotify queue overflow and every RescanInterval, a full rescan notes all
 // files (those untouched for SettleTime are taken at once).
 //

@@ -161,6 +161,7 @@ type Watcher struct {
 	mu       sync.Mutex
 	stats    Stats
 	fsw      *fsnotify.Watcher
+	complete *completions // nil where not supported
 	closed   bool
 	opened   bool
 	pending  map[string]*seen      // spool path -> last observation
@@ -178,6 +179,9 @@ type seen struct {
 	retryAt  time.Time // a claim failed for a reason outside the file: not before then
 	claimErr string    // why, while retryAt is set
 	reported bool      // logged as waiting
+	// complete: renamed in or closed after writing with this size and mtime
+	// (inotify): taken without waiting for SettleTime.
+	complete bool
 }
 
 // stuckFile is a refused file that could not be moved to FailedDir: it
@@ -300,6 +304,14 @@ func (w *Watcher) Open() error {
 		return fmt.Errorf("cannot watch %s: %w", w.cfg.Dir, err)
 	}
 	w.fsw = fsw
+	if c, err := newCompletions(); err != nil {
+		w.log.Warn("spool: files are taken by the settle rule alone", "err", err)
+	} else if err := c.add(w.cfg.Dir); err != nil {
+		c.close()
+		w.log.Warn("spool: files are taken by the settle rule alone", "err", err)
+	} else {
+		w.complete = c
+	}
 	w.opened = true
 	w.mu.Unlock()
 	w.submitClaimed(context.Background())
@@ -312,6 +324,8 @@ func (w *Watcher) Close() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.closed = true
+	w.complete.close()
+	w.complete = nil
 	if w.fsw != nil {
 		err := w.fsw.Close()
 		w.fsw = nil
@@ -342,6 +356,10 @@ func (w *Watcher) setErr(err error) {
 func (w *Watcher) Run(ctx context.Context) error {
 	w.mu.Lock()
 	fsw := w.fsw
+	var completed <-chan string
+	if w.complete != nil {
+		completed = w.complete.C
+	}
 	w.mu.Unlock()
 	if fsw == nil {
 		return errors.New("spool: Run before Open")
@@ -376,6 +394,14 @@ func (w *Watcher) Run(ctx context.Context) error {
 				continue
 			}
 			w.setErr(fmt.Errorf("fsnotify: %w", err))
+		case path, ok := <-completed:
+			if !ok {
+				completed = nil
+				continue
+			}
+			if w.completed(path) {
+				w.takeSettled(ctx)
+			}
 		case <-settle.C:
 			w.takeSettled(ctx)
 		case <-rescan.C:
@@ -430,6 +456,29 @@ func (w *Watcher) event(ctx context.Context, ev fsnotify.Event) {
 	w.note(path, fi, false)
 }
 
+// completed notes a file that was just renamed into the spool or closed after
+// writing: it counts as settled at once. It reports whether there is a file
+// to take.
+func (w *Watcher) completed(path string) bool {
+	rel, err := filepath.Rel(w.cfg.Dir, path)
+	if err != nil || strings.HasPrefix(rel, "..") || strings.Count(rel, string(filepath.Separator)) > 1 {
+		return false
+	}
+	fi, err := os.Lstat(path)
+	if err != nil || !fi.Mode().IsRegular() || ignored(fi.Name()) || fi.Size() == 0 {
+		return false
+	}
+	w.note(path, fi, false)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	p := w.pending[path]
+	if p == nil || p.size != fi.Size() || !p.mtime.Equal(fi.ModTime()) {
+		return false
+	}
+	p.complete = true
+	return true
+}
+
 func (w *Watcher) watchSource(dir string) {
 	if err := validSource(filepath.Base(dir)); err != nil {
 		w.log.Warn("spool sub-directory ignored", "dir", dir, "err", err)
@@ -442,6 +491,12 @@ func (w *Watcher) watchSource(dir string) {
 		if err := fsw.Add(dir); err != nil {
 			w.setErr(fmt.Errorf("cannot watch %s: %w", dir, err))
 		}
+	}
+	w.mu.Lock()
+	c := w.complete
+	w.mu.Unlock()
+	if err := c.add(dir); err != nil {
+		w.log.Warn("spool: files in this source are taken by the settle rule alone", "dir", dir, "err", err)
 	}
 }
 
@@ -469,7 +524,7 @@ func (w *Watcher) note(path string, fi os.FileInfo, scan bool) {
 	}
 	if p.size != fi.Size() || !p.mtime.Equal(fi.ModTime()) {
 		p.size, p.mtime, p.changed = fi.Size(), fi.ModTime(), now
-		p.retryAt, p.claimErr, p.reported = time.Time{}, "", false
+		p.retryAt, p.claimErr, p.reported, p.complete = time.Time{}, "", false, false
 	} else if !scan {
 		// An event without a visible change (e.g. a close or a write of
 		// equal size within the mtime granularity): wait again.
@@ -563,7 +618,7 @@ func (w *Watcher) takeSettled(ctx context.Context) {
 	w.mu.Lock()
 	if !w.blocked {
 		for path, p := range w.pending {
-			if p.size > 0 && now.Sub(p.changed) >= w.cfg.SettleTime && !now.Before(p.retryAt) {
+			if p.size > 0 && (p.complete || now.Sub(p.changed) >= w.cfg.SettleTime) && !now.Before(p.retryAt) {
 				ready = append(ready, path)
 			}
 		}
