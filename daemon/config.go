@@ -76,7 +76,7 @@ type ModelConfig struct {
 	Kind           string     `yaml:"kind"` // classification, detection, raw
 	TopK           int        `yaml:"top_k"`
 	ScoreThreshold float32    `yaml:"score_threshold"`
-	Normalize      string     `yaml:"normalize"` // 0_1, -1_1, mean_std, none
+	Normalize      string     `yaml:"normalize"` // "" (auto), 0_1, -1_1, mean_std, none
 	Mean           [3]float32 `yaml:"mean"`
 	Std            [3]float32 `yaml:"std"`
 	Threads        int        `yaml:"threads"`
@@ -86,7 +86,19 @@ type ModelConfig struct {
 	MaxPixels       int64             `yaml:"max_pixels"`
 	// Reload watches the model file and swaps in a changed model between jobs.
 	Reload bool `yaml:"reload"`
+	// RawMaxBytes caps a raw result's JSON; 0: the outbox payload limit (256 KiB, with
+	// the done event). Past it, RawOverLimit says what happens.
+	RawMaxBytes ByteSize `yaml:"raw_max_bytes"`
+	// RawOverLimit is "fail" (the job is dead-lettered with a failed result) or "summary"
+	// (shapes, type and min/max/mean per output are published instead of the values).
+	RawOverLimit string `yaml:"raw_over_limit"`
 }
+
+// What a raw result over model.raw_max_bytes becomes (ModelConfig.RawOverLimit).
+const (
+	RawOverLimitFail    = "fail"
+	RawOverLimitSummary = "summary"
+)
 
 // RuntimeConfig says which runtime runs the model and where it is.
 type RuntimeConfig struct {
@@ -191,11 +203,12 @@ func DefaultConfig() Config {
 			Kind:           "classification",
 			TopK:           5,
 			ScoreThreshold: 0,
-			Normalize:      "0_1",
+			Normalize:      "", // auto
 			Std:            [3]float32{1, 1, 1},
 			Threads:        2,
 			MaxPixels:      50_000_000,
 			Reload:         true,
+			RawOverLimit:   RawOverLimitFail,
 		},
 		Spool: SpoolConfig{
 			Enabled:        true,
@@ -406,7 +419,7 @@ func (c *Config) Validate() error {
 		bad("model.score_threshold", m.ScoreThreshold, "must be between 0 and 1")
 	}
 	switch m.Normalize {
-	case "0_1", "-1_1", "none":
+	case "", "0_1", "-1_1", "none":
 	case "mean_std":
 		for i, s := range m.Std {
 			if s == 0 {
@@ -414,7 +427,13 @@ func (c *Config) Validate() error {
 			}
 		}
 	default:
-		bad("model.normalize", strconv.Quote(m.Normalize), "must be 0_1, -1_1, mean_std or none")
+		bad("model.normalize", strconv.Quote(m.Normalize), `must be 0_1, -1_1, mean_std, none or "" (auto)`)
+	}
+	if m.RawMaxBytes < 0 || m.RawMaxBytes > OutboxPayloadLimit {
+		bad("model.raw_max_bytes", int64(m.RawMaxBytes), fmt.Sprintf("must be between 0 (the outbox limit) and %d", OutboxPayloadLimit))
+	}
+	if m.RawOverLimit != RawOverLimitFail && m.RawOverLimit != RawOverLimitSummary {
+		bad("model.raw_over_limit", strconv.Quote(m.RawOverLimit), "must be fail or summary")
 	}
 	if m.Threads < 1 || m.Threads > 64 {
 		bad("model.threads", m.Threads, "must be between 1 and 64")

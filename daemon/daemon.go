@@ -130,6 +130,8 @@ func (d *Daemon) Open(ctx context.Context) error {
 	qopts.Now = d.now
 	qopts.Logger = d.log.With("component", "queue")
 	qopts.OnExpired = d.expiredMessages
+	// Only the worker leases, so the worker exists whenever the queue calls this.
+	qopts.OnExhausted = func(l *queue.Lease, reason string) []queue.OutboxMsg { return d.worker.exhausted(l, reason) }
 	q, err := d.openQueue(ctx, qopts)
 	if err != nil {
 		return fmt.Errorf("cannot open queue: %w", err)
@@ -183,6 +185,7 @@ func (d *Daemon) Open(ctx context.Context) error {
 	}
 	d.worker = newWorker(q, &engineAdapter{eng}, arch, events, d.node, cfg.Worker.JobTimeout, cfg.Queue.MaxAttempts, d.now, d.log.With("component", "worker"))
 	d.worker.tmpDir = filepath.Join(cfg.StateDir, "tmp")
+	d.worker.rawMax, d.worker.rawSummary = int(cfg.Model.RawMaxBytes), cfg.Model.RawOverLimit == RawOverLimitSummary
 	if err := os.MkdirAll(d.worker.tmpDir, 0o750); err != nil {
 		return fmt.Errorf("cannot create state_dir/tmp: %w", err)
 	}
@@ -516,7 +519,13 @@ func (d *Daemon) Health() Health { return d.refreshHealth() }
 // Reload asks the worker to swap in the model file's current content before its next job.
 func (d *Daemon) Reload() { d.worker.reload.Store(true); d.pokeHealth() }
 
-// watchModel asks for a reload when the model file is written or replaced.
+// modelDirRetry is how often watchModel looks again for a model directory that is
+// missing.
+var modelDirRetry = 2 * time.Second
+
+// watchModel asks for a reload when the model file is written or replaced. A missing
+// model directory is waited for like a missing file (it may be mounted or deployed
+// later): looked for again every modelDirRetry, then watched, with a reload at once.
 func (d *Daemon) watchModel(ctx context.Context) error {
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
@@ -524,17 +533,41 @@ func (d *Daemon) watchModel(ctx context.Context) error {
 	}
 	defer w.Close()
 	dir, name := filepath.Split(d.cfg.Model.Path)
-	if err := w.Add(filepath.Clean(dir)); err != nil {
-		return fmt.Errorf("cannot watch model directory %s: %w", dir, err)
+	dir = filepath.Clean(dir)
+	var retry, debounce <-chan time.Time
+	missing := false
+	arm := func() {
+		retry = nil
+		if err := w.Add(dir); err != nil {
+			if !missing {
+				d.log.Warn("cannot watch the model directory; looking for it again", "dir", dir, "retry", modelDirRetry.String(), "err", err)
+			}
+			missing, retry = true, time.After(modelDirRetry)
+			return
+		}
+		if missing {
+			missing = false
+			d.log.Info("model directory is there; loading the model", "dir", dir)
+			d.Reload()
+		}
 	}
-	var debounce <-chan time.Time
+	arm()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-retry:
+			arm()
 		case ev, ok := <-w.Events:
 			if !ok {
 				return nil
+			}
+			if filepath.Clean(ev.Name) == dir && ev.Op&(fsnotify.Remove|fsnotify.Rename) != 0 {
+				_ = w.Remove(dir)
+				missing = true
+				d.log.Warn("model directory removed; looking for it again", "dir", dir)
+				retry = time.After(modelDirRetry)
+				continue
 			}
 			if filepath.Base(ev.Name) == name && ev.Op&(fsnotify.Write|fsnotify.Create|fsnotify.Rename) != 0 {
 				debounce = time.After(500 * time.Millisecond)

@@ -10,11 +10,20 @@
 //   - A transient failure (engine crash, timeout, runtime error) is retried with backoff
 //     until queue.max_attempts; a permanent one (an image or output the model cannot take)
 //     is dead-lettered at once. Every dead or expired job still gets a result message with
-//     status "failed" or "expired" and the reason.
+//     status "failed" or "expired" and the reason, and a dead job a "dead" event, also
+//     when its attempts ran out because the process died with it (queue.Options.
+//     OnExhausted); such jobs count in the worker's dead jobs as in the queue's.
+//   - No result is lost quietly: a result that cannot be stored whole (its message and done
+//     event over OutboxPayloadLimit, or NaN/Inf values) is a permanent error, checked
+//     before the spool image is filed: the job is dead-lettered with a small failed result
+//     and the image goes to the failed directory. A raw result over model.raw_max_bytes
+//     fails the same way or, with model.raw_over_limit: summary, is published as a
+//     summary (infer.SummarizeRaw).
 //   - A model that will not load at start-up (broken file, runtime missing) does not stop
 //     the daemon: input is still queued, health is "failing" with the load error, and
 //     loading is retried every 30 s and whenever the model file changes. A model that
-//     fails to reload keeps the loaded one serving.
+//     fails to reload keeps the loaded one serving. A missing model directory is waited
+//     for the same way.
 //   - A job cut short by shutdown is left leased and runs again after restart, in its place.
 //   - Health is published at health.interval and at once when the state changes; it names
 //     every problem (queue full, broker away, reload failed, worker stuck) in words.

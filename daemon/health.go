@@ -52,6 +52,10 @@ type HealthModel struct {
 	Runtime     string    `json:"runtime,omitempty"`
 	LoadedAt    time.Time `json:"loaded_at"`
 	ReloadError string    `json:"reload_error,omitempty"`
+	// Input says how pixels become the input tensor (infer.ModelInfo.InputConvention);
+	// LabelsFormat which labels file format was read (one_per_line or id_label).
+	Input        string `json:"input,omitempty"`
+	LabelsFormat string `json:"labels_format,omitempty"`
 }
 
 // HealthEngine describes the supervised engine child. LastError is the
@@ -238,7 +242,8 @@ func buildHealth(in healthInputs) Health {
 	h := Health{
 		Seq: in.seq, Node: in.node, Version: in.version, Time: in.now.UTC(),
 		StartedAt: in.startedAt.UTC(), UptimeS: int64(in.now.Sub(in.startedAt) / time.Second),
-		Model:  HealthModel{Name: in.model.Name, SHA256: in.model.SHA256, Kind: in.model.Kind, Runtime: in.model.Runtime, LoadedAt: in.model.LoadedAt.UTC()},
+		Model: HealthModel{Name: in.model.Name, SHA256: in.model.SHA256, Kind: in.model.Kind, Runtime: in.model.Runtime, LoadedAt: in.model.LoadedAt.UTC(),
+			Input: in.model.InputConvention, LabelsFormat: in.model.LabelsFormat},
 		Engine: engineHealth(in.engine, in.worker.Busy, in.worker.EngineOKAt),
 		Queue: HealthQueue{
 			Depth: in.queue.ReadyTotal, ByPriority: map[string]int{}, Leased: in.queue.Leased,

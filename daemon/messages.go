@@ -7,6 +7,13 @@ import (
 	"github.com/inferq/inferq/infer"
 )
 
+// OutboxPayloadLimit is the most payload one queue operation may write to the outbox
+// (the queue's maxPayloadLen: the rows of one job's outcome must fit in one Badger
+// transaction on a small device). A job's result message and its done event share it.
+// A result larger than that is not stored at all: the job is dead-lettered with a small
+// failed result instead (raw results may be summarized first: model.raw_over_limit).
+const OutboxPayloadLimit = 256 << 10
+
 // Job statuses carried in result messages.
 const (
 	StatusOK      = "ok"      // the model ran; Output holds what it said

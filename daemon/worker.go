@@ -64,6 +64,10 @@ type worker struct {
 	now         func() time.Time
 	log         *slog.Logger
 	tmpDir      string // for staging inline images handed to the archiver
+	// rawMax caps a raw result's JSON (model.raw_max_bytes; 0: the outbox limit);
+	// rawSummary publishes a summary instead of failing the job past it.
+	rawMax     int
+	rawSummary bool
 
 	reload    atomic.Bool  // set to swap in a changed model before the next job
 	loaded    atomic.Bool  // the engine has a model; until then no job is leased
@@ -78,6 +82,9 @@ type worker struct {
 	reloadErr error
 	loadErr   error     // why the model is not loaded, while it is not
 	nextLoad  time.Time // when to try loading again
+	// pendingDead are jobs the queue dead-lettered at Lease for exhausted attempts,
+	// noted by exhausted and settled by settleExhausted.
+	pendingDead []exhaustedJob
 }
 
 // WorkerStats counts outcomes since start.
@@ -129,6 +136,7 @@ func (w *worker) Run(ctx context.Context) error {
 		lctx, cancel := context.WithTimeout(ctx, leasePoll)
 		l, err := w.q.Lease(lctx)
 		cancel()
+		w.settleExhausted(ctx)
 		if err != nil {
 			if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 				continue
@@ -224,7 +232,7 @@ func (w *worker) process(ctx context.Context, l *queue.Lease) *queue.Lease {
 	start := w.now()
 	w.busySince.Store(start.UnixNano())
 	defer w.busySince.Store(0)
-	log := w.log.With("job", job.ID, "source", job.Source, "attempt", job.Attempt)
+	log := w.log.With("job_id", job.ID, "source", job.Source, "attempt", job.Attempt)
 	w.events(eventJSON(EventMessage{Event: EventStarted, JobID: job.ID, Node: w.node, Source: job.Source, At: start, Attempt: job.Attempt}))
 
 	img, err := w.q.Image(l)
@@ -247,64 +255,192 @@ func (w *worker) process(ctx context.Context, l *queue.Lease) *queue.Lease {
 		return nil
 	}
 	end := w.now()
+	msg := w.resultMessage(job, start, end)
+	if err == nil {
+		var payload, done []byte
+		payload, done, err = w.encodeResult(&msg, res)
+		if err == nil {
+			var next *queue.Lease
+			next, err = w.ack(ctx, l, log, payload, done)
+			if err == nil {
+				w.record(end.Sub(start), end, func(s *WorkerStats) { s.Done++ })
+				log.Info("job done", "run_ms", msg.Timings.RunMS, "top", topOf(res))
+				return next
+			}
+			if !infer.IsPermanent(err) {
+				return nil // the queue is failing; the lease returns at its timeout
+			}
+		}
+	}
+	w.settleFailed(ctx, l, log, msg, err, start, end)
+	return nil
+}
+
+// resultMessage is the result message's common part for a job that ran from start to end.
+func (w *worker) resultMessage(job queue.Job, start, end time.Time) ResultMessage {
 	msg := ResultMessage{
 		JobID: job.ID, Node: w.node, Source: job.Source, Attempt: job.Attempt,
 		Priority: job.Priority, Metadata: job.Meta, ReceivedAt: job.EnqueuedAt,
 		StartedAt: &start, FinishedAt: end,
 		Timings: JobTimings{QueuedMS: ms(start.Sub(job.EnqueuedAt)), RunMS: ms(end.Sub(start)), TotalMS: ms(end.Sub(job.EnqueuedAt))},
 	}
-	info := w.eng.Info()
-	if info.SHA256 != "" {
+	if info := w.eng.Info(); info.SHA256 != "" {
 		msg.Model = &ModelRef{Name: info.Name, SHA256: info.SHA256}
 	}
-	var payload []byte
-	if err == nil {
-		msg.Status, msg.Output = StatusOK, res
-		payload, err = json.Marshal(msg)
-		if err != nil {
-			// NaN or Inf in a raw output: the result cannot be published as JSON.
-			err = fmt.Errorf("%w: cannot encode model output as JSON: %v", infer.ErrPermanent, err)
-			msg.Output = nil
-		}
-	}
-	if err == nil {
-		w.finish(ctx, l, log, false, "")
-		topic := "results/" + job.Source
-		next, aerr := w.q.AckNext(ctx, l, queue.OutboxMsg{Topic: topic, Payload: payload},
-			queue.OutboxMsg{Topic: "events", Payload: eventJSON(EventMessage{Event: EventDone, JobID: job.ID, Node: w.node, Source: job.Source, At: end, Attempt: job.Attempt})})
-		if aerr != nil {
-			w.noteError(fmt.Errorf("cannot ack job %s: %w", job.ID, aerr))
-			return nil
-		}
-		w.record(end.Sub(start), end, func(s *WorkerStats) { s.Done++ })
-		log.Info("job done", "run_ms", msg.Timings.RunMS, "top", topOf(res))
-		return next
-	}
+	return msg
+}
 
+// errResultTooLarge is the cause of a job whose result cannot be stored whole.
+var errResultTooLarge = errors.New("result too large to publish")
+
+// encodeResult encodes a successful run's result message and its done event. A result
+// that cannot be published whole is a permanent error (never a silent loss): NaN or Inf
+// values (JSON cannot carry them), or a message over the outbox payload limit. A raw
+// result over rawMax is summarized (shapes and statistics) when rawSummary is set, and a
+// permanent error otherwise.
+func (w *worker) encodeResult(msg *ResultMessage, res *infer.Result) (payload, done []byte, err error) {
+	msg.Status, msg.Output = StatusOK, res
+	done = eventJSON(EventMessage{Event: EventDone, JobID: msg.JobID, Node: w.node, Source: msg.Source, At: msg.FinishedAt, Attempt: msg.Attempt})
+	payload, err = json.Marshal(msg)
+	if err != nil && !(w.rawSummary && res != nil && len(res.Raw) > 0) {
+		msg.Output = nil
+		return nil, nil, fmt.Errorf("%w: cannot encode model output as JSON: %v", infer.ErrPermanent, err)
+	}
+	limit := OutboxPayloadLimit - len(done) // the queue bounds the sum of an operation's payloads
+	rawMax := limit
+	if w.rawMax > 0 && w.rawMax < rawMax {
+		rawMax = w.rawMax
+	}
+	if res != nil && len(res.Raw) > 0 && (err != nil || len(payload) > rawMax) {
+		if !w.rawSummary {
+			msg.Output = nil
+			return nil, nil, fmt.Errorf("%w: %w: raw output is %d bytes of JSON, over model.raw_max_bytes (%d); set model.raw_over_limit: summary to publish shapes and statistics instead", infer.ErrPermanent, errResultTooLarge, len(payload), rawMax)
+		}
+		n := len(payload)
+		infer.SummarizeRaw(res)
+		w.log.Info("raw output summarized", "job_id", msg.JobID, "bytes", n, "raw_max_bytes", rawMax)
+		if payload, err = json.Marshal(msg); err != nil {
+			msg.Output = nil
+			return nil, nil, fmt.Errorf("%w: cannot encode model output as JSON: %v", infer.ErrPermanent, err)
+		}
+	}
+	if len(payload) > limit {
+		msg.Output = nil
+		return nil, nil, fmt.Errorf("%w: %w: the result is %d bytes of JSON, over the outbox payload limit (%d bytes with its done event)", infer.ErrPermanent, errResultTooLarge, len(payload), OutboxPayloadLimit)
+	}
+	return payload, done, nil
+}
+
+// ack files the spool image as done and acks the job with its result, leasing the next
+// job in the same commit. When the queue refuses the rows themselves (queue.ErrInvalid),
+// retrying cannot help: the error is then permanent.
+func (w *worker) ack(ctx context.Context, l *queue.Lease, log *slog.Logger, payload, done []byte) (*queue.Lease, error) {
+	w.finish(ctx, l, log, false, "")
+	next, err := w.q.AckNext(ctx, l, queue.OutboxMsg{Topic: "results/" + l.Job.Source, Payload: payload},
+		queue.OutboxMsg{Topic: "events", Payload: done})
+	w.settleExhausted(ctx)
+	if err != nil {
+		err = fmt.Errorf("cannot ack job %s: %w", l.Job.ID, err)
+		w.noteError(err)
+		if errors.Is(err, queue.ErrInvalid) {
+			return nil, fmt.Errorf("%w: cannot store the result: %w", infer.ErrPermanent, err)
+		}
+		return nil, err
+	}
+	return next, nil
+}
+
+// settleFailed retries a failed job (a transient error with attempts left) or
+// dead-letters it with a small failed result and a dead event.
+func (w *worker) settleFailed(ctx context.Context, l *queue.Lease, log *slog.Logger, msg ResultMessage, err error, start, end time.Time) {
+	job := l.Job
 	permanent := infer.IsPermanent(err) || errors.Is(err, queue.ErrImageCorrupt)
 	w.noteError(fmt.Errorf("job %s attempt %d: %w", job.ID, job.Attempt, err))
 	if !permanent && job.Attempt < w.maxAttempts {
 		ev := EventMessage{Event: EventRetry, JobID: job.ID, Node: w.node, Source: job.Source, At: end, Attempt: job.Attempt, Error: err.Error()}
 		if _, nerr := w.q.Nack(ctx, l, err, queue.OutboxMsg{Topic: "events", Payload: eventJSON(ev)}); nerr != nil {
 			w.noteError(fmt.Errorf("cannot nack job %s: %w", job.ID, nerr))
-			return nil
+			return
 		}
 		w.record(end.Sub(start), end, func(s *WorkerStats) { s.Retried++ })
 		log.Warn("job failed, will retry", "err", err)
-		return nil
+		return
 	}
-	msg.Status, msg.Error, msg.Permanent = StatusFailed, err.Error(), permanent
-	payload, _ = json.Marshal(msg) // Output is nil: strings, numbers and times only
+	msg.Status, msg.Output, msg.Error, msg.Permanent = StatusFailed, nil, err.Error(), permanent
 	w.finish(ctx, l, log, true, err.Error())
-	ev := EventMessage{Event: EventDead, JobID: job.ID, Node: w.node, Source: job.Source, At: end, Attempt: job.Attempt, Error: err.Error()}
-	if derr := w.q.Dead(ctx, l, err, queue.OutboxMsg{Topic: "results/" + job.Source, Payload: payload},
-		queue.OutboxMsg{Topic: "events", Payload: eventJSON(ev)}); derr != nil {
+	if derr := w.q.Dead(ctx, l, err, w.deadMessages(msg, end)...); derr != nil {
 		w.noteError(fmt.Errorf("cannot dead-letter job %s: %w", job.ID, derr))
-		return nil
+		return
 	}
 	w.record(end.Sub(start), end, func(s *WorkerStats) { s.Dead++ })
 	log.Error("job dead", "err", err, "permanent", permanent)
-	return nil
+}
+
+// deadMessages are the outbox rows of a dead job: its failed result (no output: strings,
+// numbers and times only, so it always encodes) and its dead event.
+func (w *worker) deadMessages(msg ResultMessage, at time.Time) []queue.OutboxMsg {
+	payload, _ := json.Marshal(msg)
+	ev := EventMessage{Event: EventDead, JobID: msg.JobID, Node: w.node, Source: msg.Source, At: at, Attempt: msg.Attempt, Error: msg.Error}
+	return []queue.OutboxMsg{{Topic: "results/" + msg.Source, Payload: payload}, {Topic: "events", Payload: eventJSON(ev)}}
+}
+
+// exhausted is the queue's OnExhausted hook: a job whose attempts were used up without
+// being settled (the process stopped, or the lease expired, during its last attempt) is
+// being moved to the dead set at Lease. It returns the job's failed result and dead
+// event, committed with the move, and notes the job so that settleExhausted files its
+// spool image (read through l) and counts it once Lease returns. It runs under the
+// queue's lock: it does not call the queue.
+func (w *worker) exhausted(l *queue.Lease, reason string) []queue.OutboxMsg {
+	job := l.Job
+	now := w.now()
+	msg := ResultMessage{
+		JobID: job.ID, Node: w.node, Source: job.Source, Status: StatusFailed, Attempt: job.Attempt,
+		Priority: job.Priority, Metadata: job.Meta, ReceivedAt: job.EnqueuedAt, FinishedAt: now,
+		Error:   reason,
+		Timings: JobTimings{TotalMS: ms(now.Sub(job.EnqueuedAt))},
+	}
+	w.mu.Lock()
+	w.pendingDead = append(w.pendingDead, exhaustedJob{l: l, reason: reason})
+	w.mu.Unlock()
+	return w.deadMessages(msg, now)
+}
+
+// canReadImage reports whether the worker can read l's image through the queue.
+func (w *worker) canReadImage(l *queue.Lease) bool {
+	if _, ok := w.q.ImagePath(l); ok {
+		return true
+	}
+	_, err := w.q.Image(l)
+	return err == nil
+}
+
+// exhaustedJob is a job the queue dead-lettered at Lease because its attempts ran out.
+type exhaustedJob struct {
+	l      *queue.Lease // not a lease anyone holds: only its image can be read
+	reason string
+}
+
+// settleExhausted files the spool images of jobs the queue dead-lettered for exhausted
+// attempts (exhausted) into the failed directory and counts them as dead.
+func (w *worker) settleExhausted(ctx context.Context) {
+	w.mu.Lock()
+	jobs := w.pendingDead
+	w.pendingDead = nil
+	w.mu.Unlock()
+	for _, e := range jobs {
+		log := w.log.With("job_id", e.l.Job.ID, "source", e.l.Job.Source, "attempt", e.l.Job.Attempt)
+		if w.canReadImage(e.l) {
+			w.finish(ctx, e.l, log, true, e.reason)
+		} else if _, ok := e.l.Job.Meta[metaSpoolFile]; ok && w.arch != nil {
+			// The queue's hook hands over the job without access to its image.
+			log.Warn("spool image of a job dead-lettered at lease is kept in the queue's dead set, not filed in the failed directory")
+		}
+		w.mu.Lock()
+		w.stats.Dead++
+		w.mu.Unlock()
+		w.noteError(fmt.Errorf("job %s: %s", e.l.Job.ID, e.reason))
+		log.Error("job dead", "err", e.reason, "permanent", false)
+	}
 }
 
 // finish files a spool job's image into the done or failed directory before the queue

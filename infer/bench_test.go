@@ -78,7 +78,7 @@ func BenchmarkDecodePreprocess(b *testing.B) {
 	for _, typ := range []string{"float32", "uint8"} {
 		b.Run(typ, func(b *testing.B) {
 			in := inputSpec{h: 224, w: 224, c: 3, typ: typ, scale: 1.0 / 255}
-			norm := newNormalizer(ModelConfig{Normalize: Normalize01})
+			norm := normFor(ModelConfig{Normalize: Normalize01}, in)
 			var buf []byte
 			b.SetBytes(int64(len(img)))
 			for b.Loop() {
@@ -108,7 +108,7 @@ func BenchmarkPreprocessOnly(b *testing.B) {
 		b.Fatal(err)
 	}
 	in := inputSpec{h: 224, w: 224, c: 3, typ: "float32"}
-	norm := newNormalizer(ModelConfig{Normalize: Normalize01})
+	norm := normFor(ModelConfig{Normalize: Normalize01}, in)
 	var buf []byte
 	for b.Loop() {
 		buf = preprocess(d, in, norm, buf)

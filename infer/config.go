@@ -14,6 +14,7 @@ const (
 
 // Normalizations (ModelConfig.Normalize) of 8-bit pixel values p in [0,255].
 const (
+	NormalizeAuto    = ""         // raw pixels for uint8/int8 inputs, 0_1 for float inputs
 	Normalize01      = "0_1"      // p/255
 	NormalizeM11     = "-1_1"     // p/127.5 - 1
 	NormalizeMeanStd = "mean_std" // (p - Mean[c]) / Std[c], Mean and Std in pixel units
@@ -25,16 +26,20 @@ const DefaultMaxPixels = 50_000_000
 
 // ModelConfig says which model to load and how to feed and read it.
 type ModelConfig struct {
-	Path   string // the .tflite file (or SavedModel dir for the tensorflow engine)
-	Name   string // reported model name; default: the file name without extension
-	Labels string // optional labels file: line i is the label of class i
+	Path string // the .tflite file (or SavedModel dir for the tensorflow engine)
+	Name string // reported model name; default: the file name without extension
+	// Labels is an optional labels file: one label per line (line i is class i) or
+	// "ID label" lines (ids may skip); the format is detected (ModelInfo.LabelsFormat).
+	Labels string
 	Kind   string // "classification" (default), "detection" or "raw"
 	// TopK is how many classes a classification result lists (default 5).
 	TopK int
 	// ScoreThreshold drops classes and detections scoring below it.
 	ScoreThreshold float32
-	// Normalize maps pixels to float inputs (default "0_1"); quantized inputs are then
-	// quantized with the tensor's scale and zero point.
+	// Normalize maps pixels to the model's real-valued input; quantized inputs are then
+	// quantized with the tensor's scale and zero point. "" (NormalizeAuto) follows the
+	// TFLite convention: a uint8 input gets the raw pixel bytes (int8: pixel - 128), whose
+	// meaning the tensor's own scale and zero point define; a float input gets 0_1.
 	Normalize string
 	Mean, Std [3]float32 // for "mean_std", per RGB channel, in pixel units (0..255)
 	Threads   int        // TFLite CPU threads; 0 = runtime default
@@ -76,11 +81,8 @@ func (c ModelConfig) withDefaults() (ModelConfig, error) {
 	if c.TopK < 0 {
 		return c, newErr(ErrBadConfig, true, nil, "model.top_k %d: must be positive", c.TopK)
 	}
-	if c.Normalize == "" {
-		c.Normalize = Normalize01
-	}
 	switch c.Normalize {
-	case Normalize01, NormalizeM11, NormalizeNone:
+	case NormalizeAuto, Normalize01, NormalizeM11, NormalizeNone:
 	case NormalizeMeanStd:
 		for i, s := range c.Std {
 			if s == 0 {
@@ -88,7 +90,7 @@ func (c ModelConfig) withDefaults() (ModelConfig, error) {
 			}
 		}
 	default:
-		return c, newErr(ErrBadConfig, true, nil, "model.normalize %q: want 0_1, -1_1, mean_std or none", c.Normalize)
+		return c, newErr(ErrBadConfig, true, nil, "model.normalize %q: want \"\" (auto), 0_1, -1_1, mean_std or none", c.Normalize)
 	}
 	if c.Threads < 0 {
 		return c, newErr(ErrBadConfig, true, nil, "model.threads %d: must be >= 0", c.Threads)
@@ -118,6 +120,14 @@ type ModelInfo struct {
 	Kind          string       `json:"kind"`
 	Delegate      string       `json:"delegate,omitempty"`       // delegate in use
 	DelegateError string       `json:"delegate_error,omitempty"` // why the delegate is not in use
+	// InputConvention says how pixels become the input tensor, and whether the
+	// configuration or the model chose it (e.g. "raw pixels 0..255 (uint8 input, scale
+	// 0.0078125, zero point 128; auto)").
+	InputConvention string `json:"input_convention,omitempty"`
+	// LabelsFormat is the labels file's detected format (LabelsLines or LabelsIDs), and
+	// Labels how many labels it holds; empty without a labels file.
+	LabelsFormat string `json:"labels_format,omitempty"`
+	Labels       int    `json:"labels,omitempty"`
 }
 
 // TensorInfo describes one input or output tensor.

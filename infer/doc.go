@@ -22,5 +22,18 @@
 //     fails the old model keeps serving and Reload returns the error.
 //   - The daemon process never loads the TFLite library; only the child does (on
 //     Debian 12 under the runtime closure's own dynamic loader).
+//   - Labels files are read one label per line or as "ID label" lines (Coral/COCO, ids
+//     with gaps mapped exactly), detected and said in [ModelInfo].LabelsFormat. A labels
+//     file that cannot fit a classification output (more classes than labels, or labels
+//     past the last class) fails the load with ErrBadConfig naming both numbers.
+//   - Without ModelConfig.Normalize, a uint8 input is fed the raw pixels (int8: pixel -
+//     128), whose meaning the tensor's own scale and zero point define, and a float input
+//     0_1; an explicit Normalize wins. [ModelInfo].InputConvention says which is in use.
+//   - A model that TFLite cannot build because of custom ops it lacks fails with an error
+//     naming the ops (read from the model's operator codes) and what provides them (the
+//     Edge TPU delegate, MediaPipe's op resolver, the Flex delegate).
+//   - Every goroutine of an engine child has an owner: killing or stopping the child
+//     returns only after its response decoder has ended, and a response nobody waits for
+//     any more (one that arrived after the caller gave up) is dropped, not left blocking.
 //   - Image bytes are never logged.
 package infer

@@ -46,7 +46,7 @@ type pipeline struct {
 	info   ModelInfo
 	in     inputSpec
 	norm   normalizer
-	labels []string
+	labels *labelSet
 	buf    []byte
 	logger *slog.Logger
 }
@@ -90,18 +90,23 @@ func newPipeline(ctx context.Context, b Backend, cfg ModelConfig, sha string, lo
 	if err != nil {
 		return nil, err
 	}
+	if err := checkLabels(cfg.Kind, labels, cfg.Labels, outs[0]); err != nil {
+		return nil, err
+	}
+	norm, convention := newNormalizer(cfg, in)
 	name, version := b.Runtime()
 	info := ModelInfo{
 		Name: cfg.Name, Path: cfg.Path, SHA256: sha, LoadedAt: time.Now().UTC(),
 		Runtime: name, Version: version, Inputs: ins, Outputs: outs, Kind: cfg.Kind,
+		InputConvention: convention,
+	}
+	if labels != nil {
+		info.LabelsFormat, info.Labels = labels.format, labels.count
 	}
 	if info.Name == "" {
 		info.Name = strings.TrimSuffix(filepath.Base(cfg.Path), filepath.Ext(cfg.Path))
 	}
-	if cfg.Kind == KindClassification && len(labels) > 0 && len(labels) != outs[0].elements() {
-		logger.Warn("labels file does not match the model's classes", "labels", cfg.Labels, "label_count", len(labels), "classes", outs[0].elements())
-	}
-	p := &pipeline{b: b, cfg: cfg, info: info, in: in, norm: newNormalizer(cfg), labels: labels, logger: logger}
+	p := &pipeline{b: b, cfg: cfg, info: info, in: in, norm: norm, labels: labels, logger: logger}
 	// Warm up: the first invoke allocates and plans; do it before the first job.
 	size := in.h * in.w * in.c
 	if in.typ == "float32" {

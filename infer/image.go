@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"image"
 	"image/gif"
 	"image/jpeg"
@@ -185,13 +186,31 @@ func imageInput(t TensorInfo) (inputSpec, error) {
 	return s, nil
 }
 
-// normalizer maps a pixel value of channel c to the model's real-valued input.
+// normalizer maps a pixel value of channel c to the model's real-valued input, or, with
+// raw set, feeds the (resized) pixel value itself to a quantized input, plus offset
+// (-128 for int8).
 type normalizer struct {
 	mul, add [3]float32
+	raw      bool
+	offset   float32
 }
 
-func newNormalizer(cfg ModelConfig) normalizer {
+// newNormalizer picks the input mapping for cfg.Normalize and the input tensor, and
+// describes it for ModelInfo.InputConvention.
+func newNormalizer(cfg ModelConfig, in inputSpec) (normalizer, string) {
 	var n normalizer
+	auto := cfg.Normalize == NormalizeAuto
+	if auto {
+		switch in.typ {
+		case "uint8":
+			n.raw = true
+			return n, fmt.Sprintf("raw pixels 0..255 (uint8 input, scale %g, zero point %d; auto)", in.scale, in.zeroPoint)
+		case "int8":
+			n.raw, n.offset = true, -128
+			return n, fmt.Sprintf("raw pixels - 128 (int8 input, scale %g, zero point %d; auto)", in.scale, in.zeroPoint)
+		}
+		cfg.Normalize = Normalize01
+	}
 	for c := range 3 {
 		switch cfg.Normalize {
 		case Normalize01:
@@ -204,7 +223,14 @@ func newNormalizer(cfg ModelConfig) normalizer {
 			n.mul[c], n.add[c] = 1, 0
 		}
 	}
-	return n
+	how := "normalize " + cfg.Normalize + " (model.normalize)"
+	if auto {
+		how = "normalize 0_1 (float input; auto)"
+	}
+	if in.typ != "float32" {
+		how += fmt.Sprintf(", then quantized (%s input, scale %g, zero point %d)", in.typ, in.scale, in.zeroPoint)
+	}
+	return n, how
 }
 
 // preprocess resizes img to the input (bilinear, half-pixel centers), normalizes and,
@@ -261,6 +287,17 @@ func preprocess(img *rgbImage, in inputSpec, norm normalizer, dst []byte) []byte
 				px[0] = 0.299*px[0] + 0.587*px[1] + 0.114*px[2]
 			}
 			for c := range in.c {
+				if norm.raw {
+					// The quantized value is the pixel itself (TFLite's convention).
+					q := roundHalfAway(px[c]) + norm.offset
+					if kind == kUint8 {
+						dst[i] = uint8(min(max(q, 0), 255))
+					} else {
+						dst[i] = byte(int8(min(max(q, -128), 127)))
+					}
+					i++
+					continue
+				}
 				v := px[c]*norm.mul[c] + norm.add[c]
 				switch kind {
 				case kFloat:

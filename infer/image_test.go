@@ -170,10 +170,16 @@ func TestPreprocess(t *testing.T) {
 		{"uint8 quantized", inputSpec{h: 2, w: 2, c: 3, typ: "uint8", scale: 1.0 / 255, zeroPoint: 0}, ModelConfig{Normalize: Normalize01}, []float32{255, 51, 0}},
 		{"uint8 -1_1", inputSpec{h: 2, w: 2, c: 3, typ: "uint8", scale: 0.0078125, zeroPoint: 128}, ModelConfig{Normalize: NormalizeM11}, []float32{255, 128 + float32(math.Round((51/127.5-1)/0.0078125)), 0}},
 		{"int8 quantized", inputSpec{h: 2, w: 2, c: 3, typ: "int8", scale: 1.0 / 255, zeroPoint: -128}, ModelConfig{Normalize: Normalize01}, []float32{127, 51 - 128, -128}},
+		// Auto (no model.normalize): quantized inputs get the raw pixels whatever their
+		// scale and zero point say (TFLite's convention); float inputs get 0_1.
+		{"auto uint8 scale 1/128 zp 128", inputSpec{h: 2, w: 2, c: 3, typ: "uint8", scale: 0.0078125, zeroPoint: 128}, ModelConfig{}, []float32{255, 51, 0}},
+		{"auto uint8 scale 1/255 zp 0", inputSpec{h: 3, w: 2, c: 3, typ: "uint8", scale: 1.0 / 255, zeroPoint: 0}, ModelConfig{}, []float32{255, 51, 0}},
+		{"auto int8", inputSpec{h: 2, w: 2, c: 3, typ: "int8", scale: 0.0078125, zeroPoint: 0}, ModelConfig{}, []float32{127, 51 - 128, -128}},
+		{"auto float", inputSpec{h: 2, w: 2, c: 3, typ: "float32"}, ModelConfig{}, []float32{1, 0.2, 0}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			out := preprocess(img, tc.in, newNormalizer(tc.cfg), nil)
+			out := preprocess(img, tc.in, normFor(tc.cfg, tc.in), nil)
 			var vals []float32
 			switch tc.in.typ {
 			case "float32":
@@ -206,7 +212,7 @@ func TestResizeBilinear(t *testing.T) {
 	// A 2×1 image (0 and 200) resized to 4×1 with half-pixel centers:
 	// sample points -0.25→0 (clamped), 0.25, 0.75, 1.25→1 (clamped).
 	img := fromPix(2, 1, []uint8{0, 0, 0, 200, 200, 200})
-	out := dequantize(TensorInfo{Type: "float32"}, preprocess(img, inputSpec{h: 1, w: 4, c: 3, typ: "float32"}, newNormalizer(ModelConfig{Normalize: NormalizeNone}), nil))
+	out := dequantize(TensorInfo{Type: "float32"}, preprocess(img, inputSpec{h: 1, w: 4, c: 3, typ: "float32"}, normFor(ModelConfig{Normalize: NormalizeNone}, inputSpec{}), nil))
 	want := []float32{0, 50, 150, 200}
 	for i, w := range want {
 		if got := out[3*i]; math.Abs(float64(got-w)) > 1e-4 {
@@ -236,7 +242,7 @@ func FuzzDecodeImage(f *testing.F) {
 		if img.w*img.h > 1<<20 || img.w <= 0 || img.h <= 0 {
 			t.Fatalf("bad image %dx%d", img.w, img.h)
 		}
-		preprocess(img, inputSpec{h: 3, w: 3, c: 3, typ: "uint8", scale: 1}, newNormalizer(ModelConfig{Normalize: NormalizeNone}), nil)
+		preprocess(img, inputSpec{h: 3, w: 3, c: 3, typ: "uint8", scale: 1}, normFor(ModelConfig{Normalize: NormalizeNone}, inputSpec{}), nil)
 	})
 }
 
@@ -278,7 +284,7 @@ func TestPreprocessMatchesFullResize(t *testing.T) {
 		full = append(full, src.Pix[i], src.Pix[i+1], src.Pix[i+2])
 	}
 	in := inputSpec{h: 13, w: 50, c: 3, typ: "float32"}
-	norm := newNormalizer(ModelConfig{Normalize: NormalizeNone})
+	norm := normFor(ModelConfig{Normalize: NormalizeNone}, in)
 	got := dequantize(TensorInfo{Type: "float32"}, preprocess(&rgbImage{w: 37, h: 29, src: src}, in, norm, nil))
 	// Reference: plain bilinear over the full pixel array.
 	xs, ys := resizeTaps(37, in.w), resizeTaps(29, in.h)
@@ -296,5 +302,35 @@ func TestPreprocessMatchesFullResize(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// normFor is newNormalizer without the description.
+func normFor(cfg ModelConfig, in inputSpec) normalizer {
+	n, _ := newNormalizer(cfg, in)
+	return n
+}
+
+// The input convention in use is said in ModelInfo: explicit normalize wins, auto follows
+// the input tensor's type.
+func TestInputConvention(t *testing.T) {
+	u8 := inputSpec{h: 1, w: 1, c: 3, typ: "uint8", scale: 0.0078125, zeroPoint: 128}
+	tests := []struct {
+		name string
+		cfg  ModelConfig
+		in   inputSpec
+		want string
+	}{
+		{"auto uint8", ModelConfig{}, u8, "raw pixels 0..255 (uint8 input, scale 0.0078125, zero point 128; auto)"},
+		{"auto int8", ModelConfig{}, inputSpec{typ: "int8", scale: 0.5, zeroPoint: -1}, "raw pixels - 128 (int8 input, scale 0.5, zero point -1; auto)"},
+		{"auto float", ModelConfig{}, inputSpec{typ: "float32"}, "normalize 0_1 (float input; auto)"},
+		{"explicit wins", ModelConfig{Normalize: Normalize01}, u8, "normalize 0_1 (model.normalize), then quantized (uint8 input, scale 0.0078125, zero point 128)"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, got := newNormalizer(tc.cfg, tc.in); got != tc.want {
+				t.Errorf("got %q, want %q", got, tc.want)
+			}
+		})
 	}
 }

@@ -2,6 +2,7 @@ package infer
 
 import (
 	"context"
+	"encoding/gob"
 	"fmt"
 	"log/slog"
 	"os"
@@ -16,12 +17,28 @@ const (
 	childEnv       = "INFERQ_TEST_ENGINE_CHILD" // this process is a supervised child
 	underLoaderEnv = "INFERQ_TEST_UNDER_LOADER" // this process was re-executed under the loader
 	testExeEnv     = "INFERQ_TEST_EXE"          // the test binary (os.Executable is the loader then)
+	lateChildEnv   = "INFERQ_TEST_LATE_CHILD"   // this process answers twice, unasked (lateChild)
 )
+
+// lateChild is a child that writes two responses nobody asked for and exits: responses
+// that arrive when no caller is waiting for them.
+func lateChild() {
+	enc := gob.NewEncoder(os.Stdout)
+	for range 2 {
+		if err := enc.Encode(&response{Err: &wireError{Kind: ErrEngine.Error(), Msg: "late"}}); err != nil {
+			os.Exit(1)
+		}
+	}
+	os.Exit(0)
+}
 
 // TestMain doubles as the engine child (like cmd/inferq's engine-child subcommand) and,
 // when INFERQ_TFLITE_RUNTIME names a closure, re-executes the tests under the closure's
 // loader so in-process engine tests can load the library.
 func TestMain(m *testing.M) {
+	if os.Getenv(lateChildEnv) == "1" {
+		lateChild()
+	}
 	if os.Getenv(childEnv) == "1" {
 		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 		defer stop()

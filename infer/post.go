@@ -1,41 +1,10 @@
 package infer
 
 import (
-	"bufio"
-	"bytes"
 	"encoding/binary"
 	"math"
-	"os"
 	"sort"
-	"strings"
 )
-
-// loadLabels reads a labels file: line i (from 0) is the label of class i.
-func loadLabels(path string) ([]string, error) {
-	if path == "" {
-		return nil, nil
-	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, newErr(ErrBadConfig, true, err, "cannot read model.labels %q", path)
-	}
-	var labels []string
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	for sc.Scan() {
-		labels = append(labels, strings.TrimSpace(sc.Text()))
-	}
-	if err := sc.Err(); err != nil {
-		return nil, newErr(ErrBadConfig, true, err, "cannot read model.labels %q", path)
-	}
-	return labels, nil
-}
-
-func label(labels []string, i int) string {
-	if i >= 0 && i < len(labels) {
-		return labels[i]
-	}
-	return ""
-}
 
 // dequantize converts a tensor's bytes to float32 values.
 func dequantize(t TensorInfo, b []byte) []float32 {
@@ -116,7 +85,7 @@ func checkOutputs(kind string, outs []TensorInfo) error {
 }
 
 // postprocess turns output tensors into a Result.
-func postprocess(cfg ModelConfig, labels []string, outs []TensorInfo, data [][]byte, img *rgbImage) *Result {
+func postprocess(cfg ModelConfig, labels *labelSet, outs []TensorInfo, data [][]byte, img *rgbImage) *Result {
 	r := &Result{Kind: cfg.Kind, Image: ImageInfo{Width: img.w, Height: img.h, Format: img.format}}
 	switch cfg.Kind {
 	case KindClassification:
@@ -124,7 +93,7 @@ func postprocess(cfg ModelConfig, labels []string, outs []TensorInfo, data [][]b
 		idx := topK(scores, cfg.TopK, cfg.ScoreThreshold)
 		r.Classes = make([]Class, len(idx))
 		for i, k := range idx {
-			r.Classes[i] = Class{Index: k, Label: label(labels, k), Score: scores[k]}
+			r.Classes[i] = Class{Index: k, Label: labels.label(k), Score: scores[k]}
 		}
 	case KindDetection:
 		boxes := dequantize(outs[0], data[0])
@@ -148,7 +117,7 @@ func postprocess(cfg ModelConfig, labels []string, outs []TensorInfo, data [][]b
 				bx.YMin, bx.YMax = bx.YMax, bx.YMin
 			}
 			cls := int(classes[i])
-			r.Detections = append(r.Detections, Detection{Label: label(labels, cls), Class: cls, Score: scores[i], Box: bx})
+			r.Detections = append(r.Detections, Detection{Label: labels.label(cls), Class: cls, Score: scores[i], Box: bx})
 		}
 	case KindRaw:
 		r.Raw = make([]RawTensor, len(outs))

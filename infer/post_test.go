@@ -26,7 +26,7 @@ func f32bytes(v ...float32) []byte {
 // TestResultGolden pins the published JSON of each result kind.
 func TestResultGolden(t *testing.T) {
 	img := &rgbImage{w: 640, h: 480, format: "jpeg"}
-	labels := []string{"cat", "dog", "bird", "fish"}
+	labels := &labelSet{byID: []string{"cat", "dog", "bird", "fish"}, format: LabelsLines, count: 4}
 	tests := []struct {
 		name string
 		cfg  ModelConfig

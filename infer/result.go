@@ -1,7 +1,9 @@
 package infer
 
+import "math"
+
 // Result is the answer for one image, ready for encoding/json. Exactly one of Classes,
-// Detections and Raw is set, according to Kind.
+// Detections, Raw and RawSummary is set, according to Kind.
 type Result struct {
 	// Kind is the model kind: "classification", "detection" or "raw".
 	Kind string `json:"kind"`
@@ -13,6 +15,9 @@ type Result struct {
 	Detections []Detection `json:"detections,omitempty"`
 	// Raw are all output tensors, dequantized to float32.
 	Raw []RawTensor `json:"raw,omitempty"`
+	// RawSummary replaces Raw when the full tensors were too large to publish and the
+	// configuration asks for a summary instead of a failure ([SummarizeRaw]).
+	RawSummary []RawSummary `json:"raw_summary,omitempty"`
 	// Image describes the input image as decoded.
 	Image ImageInfo `json:"image"`
 	// Timings are the durations of the run's stages, in milliseconds.
@@ -64,4 +69,58 @@ type Timings struct {
 	PreprocessMS  float64 `json:"preprocess_ms"`
 	InvokeMS      float64 `json:"invoke_ms"`
 	PostprocessMS float64 `json:"postprocess_ms"`
+}
+
+// RawSummary describes one raw output tensor without its values: its shape and the
+// statistics of its finite values. Non-finite values (which JSON cannot carry) are
+// counted, not included in the statistics.
+type RawSummary struct {
+	Name   string  `json:"name"`
+	Type   string  `json:"type"`
+	Shape  []int   `json:"shape"`
+	Count  int     `json:"count"`  // values in the tensor
+	Finite int     `json:"finite"` // of which finite; Min, Max and Mean are over these
+	NaN    int     `json:"nan,omitempty"`
+	Inf    int     `json:"inf,omitempty"`
+	Min    float64 `json:"min"`
+	Max    float64 `json:"max"`
+	Mean   float64 `json:"mean"`
+}
+
+// SummarizeRaw replaces r.Raw by one RawSummary per tensor (shape, type, min, max and
+// mean of the finite values, counts of NaN and Inf). It does nothing to a result
+// without raw tensors.
+func SummarizeRaw(r *Result) {
+	if r == nil || len(r.Raw) == 0 {
+		return
+	}
+	r.RawSummary = make([]RawSummary, len(r.Raw))
+	for i, t := range r.Raw {
+		s := RawSummary{Name: t.Name, Type: t.Type, Shape: append([]int(nil), t.Shape...), Count: len(t.Data)}
+		var sum float64
+		for _, v := range t.Data {
+			f := float64(v)
+			switch {
+			case math.IsNaN(f):
+				s.NaN++
+				continue
+			case math.IsInf(f, 0):
+				s.Inf++
+				continue
+			}
+			if s.Finite == 0 || f < s.Min {
+				s.Min = f
+			}
+			if s.Finite == 0 || f > s.Max {
+				s.Max = f
+			}
+			sum += f
+			s.Finite++
+		}
+		if s.Finite > 0 {
+			s.Mean = sum / float64(s.Finite)
+		}
+		r.RawSummary[i] = s
+	}
+	r.Raw = nil
 }

@@ -389,15 +389,22 @@ func (s *Supervisor) call(ctx context.Context, c *child, req *request) (response
 	}
 }
 
-// child is one engine child process.
+// child is one engine child process. Its three goroutines (response decoder, stderr
+// reader, waiter) are owned by it: kill and stop end the child and wait for the decoder,
+// which gives up a response nobody will read (one that arrived after the caller gave up)
+// instead of blocking on resps forever.
 type child struct {
-	cmd    *exec.Cmd
-	stdin  *os.File
-	bw     *bufio.Writer
-	enc    *gob.Encoder
-	resps  chan childResp
-	exited chan struct{}
-	info   ModelInfo
+	cmd      *exec.Cmd
+	stdin    *os.File
+	stdout   *os.File
+	bw       *bufio.Writer
+	enc      *gob.Encoder
+	resps    chan childResp
+	exited   chan struct{}
+	quit     chan struct{} // closed when the child is abandoned (kill, stop)
+	quitOnce sync.Once
+	readDone chan struct{} // closed when the decoder goroutine has returned
+	info     ModelInfo
 
 	mu      sync.Mutex
 	waitErr error
@@ -444,22 +451,12 @@ func startProcess(argv []string, env []string, logger *slog.Logger) (*child, err
 		errR.Close()
 		return nil, newErr(ErrEngineCrashed, false, err, "cannot start engine child %q", argv[0])
 	}
-	c := &child{cmd: cmd, stdin: inW, resps: make(chan childResp, 1), exited: make(chan struct{})}
+	c := &child{cmd: cmd, stdin: inW, stdout: outR, resps: make(chan childResp, 1), exited: make(chan struct{}),
+		quit: make(chan struct{}), readDone: make(chan struct{})}
 	c.bw = bufio.NewWriter(inW)
 	c.enc = gob.NewEncoder(c.bw)
 	pid := cmd.Process.Pid
-	go func() {
-		defer outR.Close()
-		dec := gob.NewDecoder(bufio.NewReader(outR))
-		for {
-			var r response
-			if err := dec.Decode(&r); err != nil {
-				c.resps <- childResp{err: err}
-				return
-			}
-			c.resps <- childResp{resp: r}
-		}
-	}()
+	go c.decode()
 	go func() {
 		defer errR.Close()
 		sc := bufio.NewScanner(errR)
@@ -487,6 +484,38 @@ func startProcess(argv []string, env []string, logger *slog.Logger) (*child, err
 
 func (c *child) pid() int { return c.cmd.Process.Pid }
 
+// decode reads the child's responses into resps until the pipe ends or the child is
+// abandoned: a response (or the end of the pipe) that no caller will read is dropped.
+func (c *child) decode() {
+	defer close(c.readDone)
+	defer c.stdout.Close()
+	dec := gob.NewDecoder(bufio.NewReader(c.stdout))
+	for {
+		var r childResp
+		if err := dec.Decode(&r.resp); err != nil {
+			r = childResp{err: err}
+		}
+		select {
+		case c.resps <- r:
+		case <-c.quit:
+			return
+		}
+		if r.err != nil {
+			return
+		}
+	}
+}
+
+// abandon tells the decoder that nobody reads responses any more, closes the pipe it
+// reads (in case something else still holds the child's end open) and waits for it.
+func (c *child) abandon() {
+	c.quitOnce.Do(func() {
+		close(c.quit)
+		c.stdout.Close()
+	})
+	<-c.readDone
+}
+
 func (c *child) send(req *request) error {
 	if err := c.enc.Encode(req); err != nil {
 		return err
@@ -494,20 +523,25 @@ func (c *child) send(req *request) error {
 	return c.bw.Flush()
 }
 
+// kill ends the child at once; its goroutines are done when kill returns.
 func (c *child) kill() {
 	_ = c.cmd.Process.Signal(syscall.SIGKILL)
 	<-c.exited
 	c.stdin.Close()
+	c.abandon()
 }
 
-// stop closes the child's stdin (ServeChild then returns) and kills it after wait.
+// stop closes the child's stdin (ServeChild then returns) and kills it after wait; its
+// goroutines are done when stop returns.
 func (c *child) stop(wait time.Duration) {
 	c.stdin.Close()
 	select {
 	case <-c.exited:
 	case <-time.After(wait):
 		c.kill()
+		return
 	}
+	c.abandon()
 }
 
 func (c *child) exitStatus() string {

@@ -254,3 +254,32 @@ func TestSupervisorRecyclesOnRSS(t *testing.T) {
 		t.Fatalf("stats %+v, want 2 recycles and a new child", st)
 	}
 }
+
+// A response that arrives after the caller gave up must not keep the child's decoder
+// goroutine blocked forever (issue 9): the child here answers twice with nobody reading;
+// the first answer fills the one-slot channel, the second (or the end of the pipe) has
+// nowhere to go. Killing the child, as a caller that gave up does, must end the decoder.
+func TestChildLateResponseDoesNotLeak(t *testing.T) {
+	c, err := startProcess([]string{testExe(t)}, append(os.Environ(), lateChildEnv+"=1"), testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Both answers are in the pipe once the child has exited: the decoder reads them
+	// whatever the timing.
+	<-c.exited
+	killed := make(chan struct{})
+	go func() {
+		defer close(killed)
+		c.kill()
+	}()
+	select {
+	case <-c.readDone:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the decoder goroutine is still blocked 10s after the child was killed")
+	}
+	select {
+	case <-killed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("kill did not return")
+	}
+}

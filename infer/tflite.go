@@ -3,6 +3,7 @@ package infer
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 
 	"github.com/inferq/inferq/infer/tflite"
@@ -80,6 +81,11 @@ func newTFLiteBackend(lib *tflite.Library, data []byte, cfg ModelConfig) (*tflit
 	it, err := lib.NewInterpreter(m, tflite.Options{Threads: cfg.Threads, Delegate: cfg.Delegate, DelegateOptions: cfg.DelegateOptions})
 	if err != nil {
 		m.Close()
+		// The runtime says only "status 1": name the custom ops it lacks, read from the
+		// model's operator codes, and what provides them.
+		if hint := missingOpsHint(data); hint != "" {
+			err = fmt.Errorf("%w; %s", err, hint)
+		}
 		if errors.Is(err, tflite.ErrBadModel) {
 			return nil, badModel(err, "%s", cfg.Path)
 		}

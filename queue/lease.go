@@ -172,7 +172,7 @@ func (q *Queue) leaseLocked(b *batch) leaseStep {
 				q.log.Warn("queue job dead-lettered", "job_id", e.id, "reason", reason)
 				var out []OutboxMsg
 				if q.opts.OnExhausted != nil {
-					out = q.opts.OnExhausted(jobOf(e.id, rec), reason)
+					out = q.opts.OnExhausted(&Lease{Job: jobOf(e.id, rec), rec: rec}, reason)
 				}
 				q.deadLocked(b, e.id, rec, reason, now, out)
 				continue

@@ -37,9 +37,10 @@ type Options struct {
 	// OnExhausted, when set, supplies outbox rows (a dead event, a failed
 	// result) written in the same transaction that moves a job whose attempts
 	// are used up to the dead set at Lease (its process died or its lease
-	// expired during the last attempt), with the reason. Same constraints as
-	// OnExpired.
-	OnExhausted func(j Job, reason string) []OutboxMsg
+	// expired during the last attempt), with the reason. The Lease it gets
+	// cannot be settled; Image and ImagePath read the job's image through it
+	// while the job stays dead. Same constraints as OnExpired.
+	OnExhausted func(l *Lease, reason string) []OutboxMsg
 	Now         func() time.Time // clock, default time.Now
 	Logger      *slog.Logger     // default slog.Default()
 

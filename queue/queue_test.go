@@ -839,7 +839,8 @@ func TestOnExhausted(t *testing.T) {
 	o := testOptions(t, t.TempDir(), clk)
 	o.MaxAttempts = 1
 	var got []string
-	o.OnExhausted = func(j Job, reason string) []OutboxMsg {
+	o.OnExhausted = func(l *Lease, reason string) []OutboxMsg {
+		j := l.Job
 		got = append(got, j.ID+": "+reason)
 		return []OutboxMsg{{Topic: "events", Payload: []byte("dead " + j.ID)}}
 	}

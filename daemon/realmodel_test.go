@@ -1,0 +1,49 @@
+package daemon
+
+import (
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/inferq/inferq/infer/testmodels"
+	"github.com/inferq/inferq/transport/mqtt/mqtttest"
+)
+
+// TestRealDetectorThroughDaemon runs a real pretrained detector (SSD MobileNet v2 COCO,
+// quantized, fetched from npm) through the whole daemon: a real photo dropped into the
+// spool comes out on MQTT as a detection result naming Grace Hopper a person with a box
+// covering her, read with the labels file's own ids; health says which labels format
+// and input convention are in use.
+func TestRealDetectorThroughDaemon(t *testing.T) {
+	rt := requireRuntime(t)
+	ssd := testmodels.FetchSSD(t)
+	photo, err := os.ReadFile(testmodels.Photo(t, "tensorflow/go/testdata/label_image/grace_hopper.jpg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := mqtttest.Start(t, mqtttest.Options{})
+	sub := b.Subscribe(t, "-t", "inferq/e2e/results/#", "-q", "1")
+	cfg := e2eConfig(t, b, rt)
+	cfg.Model.Path, cfg.Model.Labels, cfg.Model.Kind, cfg.Model.ScoreThreshold = ssd.Model, ssd.Labels, "detection", 0.5
+	d, _, _ := startDaemon(t, cfg)
+	if h := d.Health(); h.Model.LabelsFormat != "id_label" || !strings.HasPrefix(h.Model.Input, "raw pixels 0..255") {
+		t.Errorf("health model: labels format %q, input %q; want id_label and raw pixels", h.Model.LabelsFormat, h.Model.Input)
+	}
+	dropFile(t, cfg.Spool.Dir, "grace_hopper.jpg", photo)
+	for _, r := range collectResults(t, sub, 1, 60*time.Second) {
+		if r.Status != StatusOK || r.Output == nil || len(r.Output.Detections) == 0 {
+			t.Fatalf("result %+v, want detections", r)
+		}
+		best := r.Output.Detections[0]
+		if best.Label != "person" || best.Class != 0 || best.Score < 0.75 {
+			t.Fatalf("best detection %+v, want a person scoring >= 0.75", best)
+		}
+		if bx := best.Box; bx.XMin > 30 || bx.XMax < 480 || bx.YMin > 60 || bx.YMax < 560 {
+			t.Errorf("person box %+v does not cover her (image 517x606)", bx)
+		}
+		if r.Output.Image.Width != 517 || r.Output.Image.Height != 606 {
+			t.Errorf("image %+v, want 517x606", r.Output.Image)
+		}
+	}
+}
