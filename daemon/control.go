@@ -29,7 +29,8 @@ import (
 //	GET  /v1/dead?limit=N         dead-lettered jobs with their reasons
 //	POST /v1/dead/retry           {"ids":[...]} or {"all":true}: back to the queue, attempts reset
 //	POST /v1/dead/purge           {"ids":[...]} or {"all":true}: delete for good
-//	POST /v1/reload               swap in the model file's current content before the next job
+//	POST /v1/reload               swap in the model file's current content before the next job;
+//	                              answers once done: 200 with the model, 422 with why it was refused
 type controlServer struct {
 	path string
 	ln   net.Listener
@@ -78,6 +79,12 @@ func jobEntry(j queue.JobInfo) JobEntry {
 		e.ImageSHA = j.ImageSHA256
 	}
 	return e
+}
+
+// ReloadResponse answers a reload that succeeded: the model now serving.
+type ReloadResponse struct {
+	Model  string `json:"model"`
+	SHA256 string `json:"sha256"`
 }
 
 // PriorityRequest is the body of POST /v1/jobs/{id}/priority.
@@ -297,8 +304,14 @@ func listenControl(path string, d *Daemon, log *slog.Logger) (*controlServer, er
 		return d.q.PurgeDead(ids...)
 	}))
 	mux.HandleFunc("POST /v1/reload", func(w http.ResponseWriter, r *http.Request) {
-		d.Reload()
-		writeJSON(w, http.StatusAccepted, map[string]string{"status": "reload requested"})
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Minute)
+		defer cancel()
+		if err := d.Reload(ctx); err != nil {
+			writeError(w, http.StatusUnprocessableEntity, err)
+			return
+		}
+		info := d.eng.Info()
+		writeJSON(w, http.StatusOK, ReloadResponse{Model: info.Name, SHA256: info.SHA256})
 	})
 	return &controlServer{path: path, ln: ln, log: log,
 		srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}}, nil

@@ -516,8 +516,27 @@ func (d *Daemon) refreshHealth() Health {
 // Health returns a fresh health document.
 func (d *Daemon) Health() Health { return d.refreshHealth() }
 
-// Reload asks the worker to swap in the model file's current content before its next job.
-func (d *Daemon) Reload() { d.worker.reload.Store(true); d.pokeHealth() }
+// requestReload asks the worker to swap in the model file's current content before its
+// next job, without waiting (a change of the model file).
+func (d *Daemon) requestReload() { d.worker.requestReload(); d.pokeHealth() }
+
+// Reload swaps in the model file's current content before the next job and returns
+// the outcome: nil once the new model serves, the reason when it was refused (the old
+// model keeps serving). systemd hears RELOADING=1 before and READY=1 after.
+func (d *Daemon) Reload(ctx context.Context) error {
+	_ = d.notify.Reloading()
+	defer func() { _ = d.notify.Ready() }()
+	d.log.Info("model reload requested")
+	done := d.worker.requestReload()
+	var err error
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		err = fmt.Errorf("reload: no outcome yet (it still happens before the next job): %w", ctx.Err())
+	}
+	d.pokeHealth()
+	return err
+}
 
 // modelDirRetry is how often watchModel looks again for a model directory that is
 // missing.
@@ -548,7 +567,7 @@ func (d *Daemon) watchModel(ctx context.Context) error {
 		if missing {
 			missing = false
 			d.log.Info("model directory is there; loading the model", "dir", dir)
-			d.Reload()
+			d.requestReload()
 		}
 	}
 	arm()
@@ -580,7 +599,7 @@ func (d *Daemon) watchModel(ctx context.Context) error {
 		case <-debounce:
 			debounce = nil
 			d.log.Info("model file changed; reloading before the next job", "path", d.cfg.Model.Path)
-			d.Reload()
+			d.requestReload()
 		}
 	}
 }

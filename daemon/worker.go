@@ -69,10 +69,12 @@ type worker struct {
 	rawMax     int
 	rawSummary bool
 
-	reload    atomic.Bool  // set to swap in a changed model before the next job
-	loaded    atomic.Bool  // the engine has a model; until then no job is leased
-	heartbeat atomic.Int64 // unix nanos of the loop's last sign of life
-	busySince atomic.Int64 // unix nanos the current job started; 0 when idle
+	reload atomic.Bool // set to swap in a changed model before the next job
+	// reloadWaiters get the outcome of the next reload (or load) attempt.
+	reloadWaiters []chan error
+	loaded        atomic.Bool  // the engine has a model; until then no job is leased
+	heartbeat     atomic.Int64 // unix nanos of the loop's last sign of life
+	busySince     atomic.Int64 // unix nanos the current job started; 0 when idle
 
 	mu        sync.Mutex
 	stats     WorkerStats
@@ -198,8 +200,10 @@ func (w *worker) tryLoad(ctx context.Context) {
 		if ctx.Err() == nil {
 			w.setLoadError(err)
 		}
+		w.reloaded(err)
 		return
 	}
+	defer w.reloaded(nil)
 	w.mu.Lock()
 	w.loadErr = nil
 	w.stats.EngineOKAt = w.now()
@@ -211,6 +215,7 @@ func (w *worker) tryLoad(ctx context.Context) {
 
 func (w *worker) doReload(ctx context.Context) {
 	err := w.eng.Reload(ctx)
+	defer w.reloaded(err)
 	w.mu.Lock()
 	w.reloadErr = err
 	if err == nil {
@@ -223,6 +228,28 @@ func (w *worker) doReload(ctx context.Context) {
 	}
 	info := w.eng.Info()
 	w.log.Info("model reloaded", "model", info.Name, "sha256", info.SHA256)
+}
+
+// requestReload asks for a reload before the next job; the returned channel gets its
+// outcome (nil: the new model serves; an error: the old one still does, or none loaded).
+func (w *worker) requestReload() <-chan error {
+	ch := make(chan error, 1)
+	w.mu.Lock()
+	w.reloadWaiters = append(w.reloadWaiters, ch)
+	w.mu.Unlock()
+	w.reload.Store(true)
+	return ch
+}
+
+// reloaded hands a reload's outcome to those waiting for it.
+func (w *worker) reloaded(err error) {
+	w.mu.Lock()
+	waiters := w.reloadWaiters
+	w.reloadWaiters = nil
+	w.mu.Unlock()
+	for _, ch := range waiters {
+		ch <- err
+	}
 }
 
 // process runs one job and settles it; after a success it returns the next job's lease

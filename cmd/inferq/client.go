@@ -153,10 +153,11 @@ func runReload(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := daemon.NewControlClient(path).Do(ctx, "POST", "/v1/reload", struct{}{}, nil); err != nil {
-		return err
+	var resp daemon.ReloadResponse
+	if err := daemon.NewControlClient(path).Do(ctx, "POST", "/v1/reload", struct{}{}, &resp); err != nil {
+		return fmt.Errorf("reload refused, the previous model keeps serving: %w", err)
 	}
-	fmt.Fprintln(stdout, "reload requested; `inferq status` shows the loaded model")
+	fmt.Fprintf(stdout, "reloaded: %s sha256:%.12s\n", resp.Model, resp.SHA256)
 	return nil
 }
 

@@ -7,7 +7,9 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/signal"
 	"runtime/debug"
+	"syscall"
 
 	"github.com/inferq/inferq/daemon"
 	"github.com/inferq/inferq/infer"
@@ -62,6 +64,21 @@ func runDaemon(ctx context.Context, args []string, stderr io.Writer) error {
 		log.Error("cannot start", "err", err)
 		return err
 	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() { // SIGHUP reloads the model, as `inferq reload` does
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				if err := d.Reload(ctx); err != nil {
+					log.Error("reload on SIGHUP refused; the previous model keeps serving", "err", err)
+				}
+			}
+		}
+	}()
 	if err := d.Run(ctx); err != nil {
 		log.Error("stopped with error", "err", err)
 		return err
