@@ -463,25 +463,40 @@ var figures = regexp.MustCompile(`[0-9][0-9.]*`)
 func (d *Daemon) healthLoop(ctx context.Context) error {
 	t := time.NewTicker(d.cfg.Health.Interval)
 	defer t.Stop()
+	// State changes that nobody pokes for (a broker that went away, a disk filling up)
+	// are looked for every second: health and systemd's STATUS= follow within a second.
+	look := time.NewTicker(time.Second)
+	defer look.Stop()
 	var lastKey string
+	publish := true
 	for {
 		h := d.refreshHealth()
-		// A state change (status, problems, connection) is published at once; otherwise
-		// the document goes out on the ticker.
 		key := h.Status + problemsKey(h.Problems)
-		if d.client != nil {
-			d.client.SetHealth(mustHealthJSON(h))
+		if key != lastKey {
+			publish = true
+			if lastKey != "" {
+				d.log.Info("health changed", "status", h.Status, "problems", strings.Join(h.Problems, "; "))
+			}
 		}
-		_ = d.notify.Status(fmt.Sprintf("%s: %d queued, %d leased, %d dead, outbox %d, %d done", h.Status, h.Queue.Depth, h.Queue.Leased, h.Queue.Dead, h.Outbox.Depth, h.Jobs.Done))
-		if key != lastKey && lastKey != "" {
-			d.log.Info("health changed", "status", h.Status, "problems", strings.Join(h.Problems, "; "))
+		if publish {
+			if d.client != nil {
+				d.client.SetHealth(mustHealthJSON(h))
+			}
+			status := fmt.Sprintf("%s: %d queued, %d leased, %d dead, outbox %d, %d done", h.Status, h.Queue.Depth, h.Queue.Leased, h.Queue.Dead, h.Outbox.Depth, h.Jobs.Done)
+			if len(h.Problems) > 0 {
+				status += "; " + h.Problems[0]
+			}
+			_ = d.notify.Status(status)
 		}
-		lastKey = key
+		lastKey, publish = key, false
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+			publish = true
 		case <-d.poke:
+			publish = true
+		case <-look.C:
 		}
 	}
 }
