@@ -23,13 +23,15 @@ all: build
 build:
 	$(GO) build -o bin/inferq ./cmd/inferq
 
-# Everything the tests need, installed idempotently: Debian's Mosquitto, lintian and
-# qemu-user-static (apt) and the TFLite 2.14.1 runtime closures from sid for this machine
-# and for arm64 (unpacked under .cache, the system untouched).
+# Everything the tests need, installed idempotently: Debian's Mosquitto, lintian,
+# qemu-user-static, mmdebstrap and systemd-nspawn (apt), the TFLite 2.14.1 runtime closures
+# from sid for this machine and for arm64 (unpacked under .cache, the system untouched),
+# and the Debian 12 root the live systemd test boots (.cache/test-root, built once).
 test-deps:
 	./packaging/install-test-deps.sh
 	./packaging/fetch-tflite-runtime.sh $(TFLITE_DIR)
 	./packaging/fetch-tflite-runtime.sh $(TFLITE_ARM64_DIR) arm64
+	./packaging/make-test-root.sh >/dev/null
 
 tflite-runtime:
 	./packaging/fetch-tflite-runtime.sh $(TFLITE_DIR)

@@ -44,6 +44,9 @@ func (s *spoolSink) Submit(ctx context.Context, it spool.Item) (bool, error) {
 // Admit tells the spool, before it claims a file onto the state disk, whether the queue
 // would take it now (spool.Admitter).
 func (s *spoolSink) Admit(size int64) error {
+	if s.d.paused.get().Intake {
+		return fullError{errIntakePaused, spool.ErrQueueFull}
+	}
 	err := s.d.q.Admit(size)
 	if errors.Is(err, queue.ErrFull) {
 		s.d.pokeHealth()
@@ -66,6 +69,9 @@ func (s *ingestSink) Submit(ctx context.Context, it mqtt.IngestItem) (bool, erro
 	q := s.d.mqttQueue.Load()
 	if q == nil {
 		return false, fullError{errQueueNotOpen, mqtt.ErrQueueFull}
+	}
+	if s.d.paused.get().Intake {
+		return false, fullError{errIntakePaused, mqtt.ErrQueueFull}
 	}
 	res, err := q.Enqueue(ctx, queue.NewJob{
 		ID: it.ID, Priority: it.Priority, Source: it.Source, Meta: it.Meta,

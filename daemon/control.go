@@ -29,6 +29,7 @@ import (
 //	GET  /v1/dead?limit=N         dead-lettered jobs with their reasons
 //	POST /v1/dead/retry           {"ids":[...]} or {"all":true}: back to the queue, attempts reset
 //	POST /v1/dead/purge           {"ids":[...]} or {"all":true}: delete for good
+//	POST /v1/pause, /v1/resume    {"what":"intake"|"worker"|"all"}: kept across restarts
 //	POST /v1/reload               swap in the model file's current content before the next job;
 //	                              answers once done: 200 with the model, 422 with why it was refused
 type controlServer struct {
@@ -79,6 +80,11 @@ func jobEntry(j queue.JobInfo) JobEntry {
 		e.ImageSHA = j.ImageSHA256
 	}
 	return e
+}
+
+// PauseRequest says what to pause or resume: intake, worker or all.
+type PauseRequest struct {
+	What string `json:"what"`
 }
 
 // ReloadResponse answers a reload that succeeded: the model now serving.
@@ -303,6 +309,21 @@ func listenControl(path string, d *Daemon, log *slog.Logger) (*controlServer, er
 		}
 		return d.q.PurgeDead(ids...)
 	}))
+	for _, op := range []string{"pause", "resume"} {
+		mux.HandleFunc("POST /v1/"+op, func(w http.ResponseWriter, r *http.Request) {
+			var req PauseRequest
+			if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<10)).Decode(&req); err != nil {
+				writeError(w, http.StatusBadRequest, fmt.Errorf("cannot parse request: %w", err))
+				return
+			}
+			st, err := d.Pause(req.What, op == "pause")
+			if err != nil {
+				writeError(w, http.StatusBadRequest, err)
+				return
+			}
+			writeJSON(w, http.StatusOK, st)
+		})
+	}
 	mux.HandleFunc("POST /v1/reload", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Minute)
 		defer cancel()

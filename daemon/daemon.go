@@ -58,6 +58,7 @@ type Daemon struct {
 	// queue's outbox notifications to the client.
 	mqttQueue atomic.Pointer[queue.Queue]
 	outNotify chan struct{}
+	paused    *pauses // operator's pause of intake and worker, kept in state_dir
 
 	startedAt time.Time
 	seq       atomic.Uint64
@@ -116,6 +117,14 @@ func (d *Daemon) Open(ctx context.Context) error {
 	cfg := d.cfg
 	if err := os.MkdirAll(cfg.StateDir, 0o750); err != nil {
 		return fmt.Errorf("cannot create state_dir: %w", err)
+	}
+	p, err := loadPauses(cfg.StateDir)
+	if err != nil {
+		return err
+	}
+	d.paused = p
+	if st := p.get(); st.Intake || st.Worker {
+		d.log.Warn("paused by an operator before this start", "intake", st.Intake, "worker", st.Worker)
 	}
 	qopts := queue.DefaultOptions(filepath.Join(cfg.StateDir, "queue"))
 	qopts.MaxJobs = cfg.Queue.MaxJobs
@@ -185,6 +194,7 @@ func (d *Daemon) Open(ctx context.Context) error {
 	}
 	d.worker = newWorker(q, &engineAdapter{eng}, arch, events, d.node, cfg.Worker.JobTimeout, cfg.Queue.MaxAttempts, d.now, d.log.With("component", "worker"))
 	d.worker.tmpDir = filepath.Join(cfg.StateDir, "tmp")
+	d.worker.paused = func() bool { return d.paused.get().Worker }
 	d.worker.rawMax, d.worker.rawSummary = int(cfg.Model.RawMaxBytes), cfg.Model.RawOverLimit == RawOverLimitSummary
 	if err := os.MkdirAll(d.worker.tmpDir, 0o750); err != nil {
 		return fmt.Errorf("cannot create state_dir/tmp: %w", err)
@@ -243,6 +253,17 @@ func (d *Daemon) openQueue(ctx context.Context, o queue.Options) (*queue.Queue, 
 		case <-time.After(diskFullRetry):
 		}
 	}
+}
+
+// Pause pauses (or with paused false resumes) intake, the worker or all, durably.
+func (d *Daemon) Pause(what string, paused bool) (PauseState, error) {
+	st, err := d.paused.set(what, paused)
+	if err != nil {
+		return st, err
+	}
+	d.log.Info("pause state changed by an operator", "intake", st.Intake, "worker", st.Worker)
+	d.pokeHealth()
+	return st, nil
 }
 
 // setQueue makes q the daemon's queue, for the MQTT adapters too.
@@ -514,6 +535,7 @@ func (d *Daemon) refreshHealth() Health {
 		model:  d.eng.Info(),
 		engine: engineStats{Restarts: es.Restarts, Crashes: es.Crashes, Timeouts: es.Timeouts, LastError: es.LastError, LastErrorAt: es.LastErrorAt},
 		queue:  d.q.Stats(), worker: d.worker.snapshot(), disk: diskFree(d.cfg.StateDir), alive: d.alive(),
+		paused: d.paused.get(),
 	}
 	if d.client != nil {
 		in.mqtt = mqttHealth(d.client.Stats())

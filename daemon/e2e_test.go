@@ -151,7 +151,10 @@ func startDaemon(t *testing.T, cfg Config) (*Daemon, context.CancelFunc, <-chan 
 		t.Fatalf("Open: %v", err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
+	go func() {
+		done <- d.Run(ctx)
+		close(done) // a test that waited for the stop itself does not block the cleanup
+	}()
 	t.Cleanup(func() {
 		cancel()
 		<-done

@@ -39,6 +39,8 @@ type Health struct {
 	MQTT   *HealthMQTT  `json:"mqtt,omitempty"`
 	Spool  *HealthSpool `json:"spool,omitempty"`
 	Disk   HealthDisk   `json:"disk"`
+	// Paused is what an operator paused (inferq pause), kept across restarts.
+	Paused *PauseState `json:"paused,omitempty"`
 
 	LastError   string     `json:"last_error,omitempty"`
 	LastErrorAt *time.Time `json:"last_error_at,omitempty"`
@@ -185,6 +187,7 @@ type healthInputs struct {
 	spool     *HealthSpool
 	disk      HealthDisk
 	alive     error
+	paused    PauseState
 }
 
 // engineStats is the engine's supervision counters.
@@ -292,6 +295,16 @@ func buildHealth(in healthInputs) Health {
 		degraded = append(degraded, "disk nearly full: "+free()+": new input is refused while the backlog drains")
 	case h.Queue.Full:
 		degraded = append(degraded, fmt.Sprintf("queue full (%d jobs, %d bytes): new input is refused", in.queue.ReadyTotal+in.queue.Leased+in.queue.Delayed, in.queue.Bytes))
+	}
+	if in.paused.Intake || in.paused.Worker {
+		p := in.paused
+		h.Paused = &p
+	}
+	if in.paused.Intake {
+		degraded = append(degraded, "intake paused by an operator: new input waits (inferq resume intake)")
+	}
+	if in.paused.Worker {
+		degraded = append(degraded, "worker paused by an operator: queued jobs wait (inferq resume worker)")
 	}
 	if in.queue.Volatile != "" {
 		degraded = append(degraded, fmt.Sprintf("state_dir is on %s: nothing queued survives a reboot or power cut", in.queue.Volatile))

@@ -25,6 +25,7 @@ type workQueue interface {
 	AckNext(ctx context.Context, l *queue.Lease, out ...queue.OutboxMsg) (*queue.Lease, error)
 	Nack(ctx context.Context, l *queue.Lease, cause error, out ...queue.OutboxMsg) (bool, error)
 	Dead(ctx context.Context, l *queue.Lease, cause error, out ...queue.OutboxMsg) error
+	Release(ctx context.Context, l *queue.Lease) error
 }
 
 // engine runs the model; the worker is its only caller.
@@ -51,6 +52,9 @@ const metaSpoolFile = "spool.file"
 // reloads are looked at even while the queue is empty.
 const leasePoll = 2 * time.Second
 
+// pausePoll is how often a paused worker looks whether it was resumed.
+const pausePoll = 200 * time.Millisecond
+
 // worker leases one job at a time, runs it through the engine, and commits the outcome
 // (outbox rows included) in the queue's transaction.
 type worker struct {
@@ -72,9 +76,11 @@ type worker struct {
 	reload atomic.Bool // set to swap in a changed model before the next job
 	// reloadWaiters get the outcome of the next reload (or load) attempt.
 	reloadWaiters []chan error
-	loaded        atomic.Bool  // the engine has a model; until then no job is leased
-	heartbeat     atomic.Int64 // unix nanos of the loop's last sign of life
-	busySince     atomic.Int64 // unix nanos the current job started; 0 when idle
+	// paused, when set, says whether an operator paused the worker: no job is leased.
+	paused    func() bool
+	loaded    atomic.Bool  // the engine has a model; until then no job is leased
+	heartbeat atomic.Int64 // unix nanos of the loop's last sign of life
+	busySince atomic.Int64 // unix nanos the current job started; 0 when idle
 
 	mu        sync.Mutex
 	stats     WorkerStats
@@ -135,6 +141,13 @@ func (w *worker) Run(ctx context.Context) error {
 		if w.reload.Swap(false) {
 			w.doReload(ctx)
 		}
+		if w.paused != nil && w.paused() {
+			select { // jobs wait in the queue until resumed
+			case <-ctx.Done():
+			case <-time.After(pausePoll):
+			}
+			continue
+		}
 		lctx, cancel := context.WithTimeout(ctx, leasePoll)
 		l, err := w.q.Lease(lctx)
 		cancel()
@@ -158,6 +171,13 @@ func (w *worker) Run(ctx context.Context) error {
 		// job) while work is waiting; a pending reload goes between the two jobs.
 		for l != nil && ctx.Err() == nil {
 			w.beat()
+			if w.paused != nil && w.paused() {
+				// Paused between jobs: the next one goes back to its place, unrun.
+				if err := w.q.Release(ctx, l); err != nil {
+					w.noteError(fmt.Errorf("cannot return job %s: %w", l.Job.ID, err))
+				}
+				break
+			}
 			if w.reload.Swap(false) {
 				w.doReload(ctx)
 			}

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages inferq's tests use as real components: Mosquitto (broker
 # and clients), openssl, systemd (systemd-analyze verify, security), dpkg and lintian (the .deb),
-# qemu-user-static (the arm64 build and runtime under emulation, invoked explicitly).
+# qemu-user-static (the arm64 build and runtime under emulation, invoked explicitly),
+# mmdebstrap (the Debian 12 root of the live systemd test, make-test-root.sh) and
+# systemd-container (systemd-nspawn, which boots it).
 # Idempotent: installs only what is missing. Needs root (or sudo) when something is missing.
 set -euo pipefail
 need=()
@@ -12,6 +14,9 @@ command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 command -v dpkg-deb >/dev/null 2>&1 || need+=(dpkg)
 command -v lintian >/dev/null 2>&1 || need+=(lintian)
 command -v qemu-aarch64-static >/dev/null 2>&1 || need+=(qemu-user-static)
+command -v mmdebstrap >/dev/null 2>&1 || need+=(mmdebstrap)
+command -v systemd-nspawn >/dev/null 2>&1 || need+=(systemd-container)
+command -v nsenter >/dev/null 2>&1 || need+=(util-linux)
 [ ${#need[@]} -eq 0 ] && exit 0
 sudo=""
 [ "$(id -u)" = 0 ] || sudo="sudo"

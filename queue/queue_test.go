@@ -914,3 +914,23 @@ func TestCloseWaitsForFollowUps(t *testing.T) {
 		t.Fatalf("%d image files of acked jobs still there after Close", len(left))
 	}
 }
+
+// TestRelease: a released lease puts the job back in its place with its attempt
+// not counted.
+func TestRelease(t *testing.T) {
+	q := mustOpen(t, testOptions(t, t.TempDir(), nil))
+	ctx := context.Background()
+	mustEnqueue(t, q, NewJob{ID: "a"})
+	mustEnqueue(t, q, NewJob{ID: "b"})
+	l := poll(t, q)
+	if err := q.Release(ctx, l); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Release(ctx, l); !errors.Is(err, ErrNotLeased) {
+		t.Fatalf("second release: %v, want ErrNotLeased", err)
+	}
+	l = poll(t, q)
+	if l.Job.ID != "a" || l.Job.Attempt != 1 {
+		t.Fatalf("after release: %s attempt %d, want a attempt 1", l.Job.ID, l.Job.Attempt)
+	}
+}

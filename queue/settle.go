@@ -230,3 +230,39 @@ func (q *Queue) backoff(attempt int) time.Duration {
 	d = min(d, float64(q.opts.BackoffMax))
 	return time.Duration(d * q.jitter())
 }
+
+// Release gives a leased job back unrun: it returns to its place, its attempt
+// not counted (a worker paused between leasing and running it).
+func (q *Queue) Release(ctx context.Context, l *Lease) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	b, err := func() (*batch, error) {
+		q.enter()
+		defer q.leave()
+		q.mu.Lock()
+		defer q.mu.Unlock()
+		le, err := q.settle(l)
+		if err != nil {
+			return nil, err
+		}
+		b, after := q.join(2, 4096)
+		defer q.runLater(&after)
+		b.n++
+		rec := le.rec
+		if rec.Attempt > 0 {
+			rec.Attempt--
+		}
+		rec.State = stReady
+		if err := b.set(idKey(pfxJob, l.Job.ID), encodeRecord(rec)); err != nil {
+			b.failed = err
+		}
+		q.st.ready[rec.Priority].push(entry{seq: rec.Seq, enq: rec.EnqueuedAt, id: l.Job.ID})
+		q.broadcastLocked()
+		return b, nil
+	}()
+	if err != nil {
+		return err
+	}
+	return q.await(b)
+}

@@ -218,3 +218,42 @@ func runEnqueue(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	return nil
 }
+
+// runPause is `inferq pause|resume [intake|worker|all]`.
+func runPause(ctx context.Context, op string, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet(op, flag.ContinueOnError)
+	sock := socketFlag(fs)
+	asJSON := fs.Bool("json", false, "print JSON")
+	pos, err := parseFlags(fs, args, -1)
+	if err != nil {
+		return err
+	}
+	what := "all"
+	switch len(pos) {
+	case 0:
+	case 1:
+		what = pos[0]
+	default:
+		return fmt.Errorf("%w: %s [intake|worker|all]", errUsage, op)
+	}
+	path, err := sock()
+	if err != nil {
+		return err
+	}
+	var st daemon.PauseState
+	if err := daemon.NewControlClient(path).Do(ctx, "POST", "/v1/"+op, daemon.PauseRequest{What: what}, &st); err != nil {
+		return err
+	}
+	if *asJSON {
+		return writeJSONOut(stdout, st)
+	}
+	fmt.Fprintf(stdout, "intake %s, worker %s\n", pausedWord(st.Intake), pausedWord(st.Worker))
+	return nil
+}
+
+func pausedWord(p bool) string {
+	if p {
+		return "paused"
+	}
+	return "running"
+}

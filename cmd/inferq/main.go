@@ -125,6 +125,8 @@ commands:
   enqueue  FILE... [--priority N] [--source S] [--id ID]   queue images (reprocess)
   prioritize ID N                 give a queued job priority N (0..9)
   cancel   ID                     remove a queued, delayed or dead job
+  pause    [intake|worker|all]    stop taking input / running jobs (kept across restarts)
+  resume   [intake|worker|all]    undo pause
   dead     list|retry|purge [--all | ID...]   manage dead-lettered jobs
   reload   swap in the model file's current content
   config   check|print|defaults [--config FILE]
@@ -155,6 +157,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runCancel(ctx, rest, stdout)
 	case "enqueue":
 		return runEnqueue(ctx, rest, stdout)
+	case "pause", "resume":
+		return runPause(ctx, cmd, rest, stdout)
 	case "reload":
 		return runReload(ctx, rest, stdout)
 	case "config":
