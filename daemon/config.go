@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/inferq/inferq/transport/mqtt"
+	"github.com/inferq/inferq/transport/spool"
 	"gopkg.in/yaml.v3"
 )
 
@@ -527,6 +529,11 @@ func (c *Config) Validate() error {
 			bad(f.field, strconv.Quote(f.path), "cannot be read: "+unwrapPathError(err))
 		}
 	}
+	if len(errs) == 0 {
+		// The components' own checks, on what they would be given: only once the
+		// fields above hold, so that one mistake is not reported twice.
+		errs = append(errs, c.componentErrors()...)
+	}
 	return errors.Join(errs...)
 }
 
@@ -580,4 +587,69 @@ func ParseByteSize(s string) (ByteSize, error) {
 		return 0, fmt.Errorf("cannot parse size %q: too large", s)
 	}
 	return ByteSize(n * mult), nil
+}
+
+// The components' own configurations, translated from this one in one place each, so
+// that `inferq config check` runs the very checks `inferq run` does.
+
+// spoolConfig is the spool watcher's configuration.
+func (c Config) spoolConfig() spool.Config {
+	sc := c.Spool
+	src := make([]spool.SourceConfig, 0, len(sc.Sources))
+	for _, s := range sc.Sources {
+		src = append(src, spool.SourceConfig{Name: s.Name, Priority: s.Priority})
+	}
+	return spool.Config{
+		Dir: sc.Dir, ClaimDir: filepath.Join(c.StateDir, "claimed"), DoneDir: sc.DoneDir, FailedDir: sc.FailedDir,
+		DefaultSource: sc.DefaultSource, DefaultPriority: sc.DefaultPriority, Sources: src,
+		MaxFileSize: int64(sc.MaxFileSize), SettleTime: sc.SettleTime, RescanInterval: sc.RescanInterval,
+		Extensions: sc.Extensions,
+	}
+}
+
+// clientID is the MQTT client id: mqtt.client_id, else "inferq-<node>".
+func (c Config) clientID(node string) string {
+	if c.MQTT.ClientID != "" {
+		return c.MQTT.ClientID
+	}
+	return "inferq-" + node
+}
+
+// mqttConfig is the MQTT client's configuration for node, connecting to brokers.
+func (c Config) mqttConfig(node string, brokers []string, clientID string) mqtt.Config {
+	mc := c.MQTT
+	return mqtt.Config{
+		Brokers: brokers, ClientID: clientID, Username: mc.Username, PasswordFile: mc.PasswordFile,
+		TLS: mqtt.TLSConfig{CAFile: mc.TLS.CAFile, CertFile: mc.TLS.CertFile, KeyFile: mc.TLS.KeyFile,
+			ServerName: mc.TLS.ServerName, InsecureSkipVerify: mc.TLS.InsecureSkipVerify},
+		Prefix: mc.Prefix, Node: node, KeepAlive: mc.KeepAlive, ConnectTimeout: mc.ConnectTimeout,
+		ReconnectMax: mc.ReconnectMax, IngestEnabled: mc.Ingest.Enabled, IngestFilters: mc.Ingest.Filters,
+		MaxPayload: int(mc.Ingest.MaxPayload), DefaultPriority: mc.Ingest.DefaultPriority,
+		SourcePriority: mc.Ingest.SourcePriority,
+	}
+}
+
+// componentErrors runs the components' own checks on their translated configurations
+// (what `inferq run` would refuse only once it got there).
+func (c Config) componentErrors() []error {
+	var errs []error
+	if c.MQTT.Enabled {
+		node := c.Node
+		if node == "" {
+			node = "node" // the host name at run time: any valid level checks the rest
+		}
+		brokers := c.MQTT.Brokers
+		if c.MQTT.Broker == "embedded" {
+			brokers = []string{"tcp://" + c.MQTT.Embedded.Listen}
+		}
+		if err := c.mqttConfig(node, brokers, c.clientID(node)).Validate(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if c.Spool.Enabled {
+		if err := c.spoolConfig().Validate(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errs
 }

@@ -183,3 +183,41 @@ func FuzzParseByteSize(f *testing.F) {
 		}
 	})
 }
+
+// TestConfigCheckRunsComponentChecks: what `inferq run` would refuse only when it
+// reaches the MQTT client or the spool is reported by Validate (so by `config check`),
+// all at once, named by YAML path, before anything touches the disk.
+func TestConfigCheckRunsComponentChecks(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "c.yaml")
+	model := filepath.Join(dir, "m.tflite")
+	if err := os.WriteFile(model, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	yml := "state_dir: " + filepath.Join(dir, "state") + "\nmodel:\n  path: " + model + "\n" +
+		"mqtt:\n  brokers: [\"http://broker.local:1883\"]\n  ingest:\n    filters: [\"cams/#/img\"]\n" +
+		"spool:\n  dir: " + filepath.Join(dir, "spool") + "\n  failed_dir: " + filepath.Join(dir, "spool", "failed") + "\n"
+	if err := os.WriteFile(path, []byte(yml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := LoadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = cfg.Validate()
+	if err == nil {
+		t.Fatal("Validate accepted an http:// broker, a misplaced # and failed_dir inside the spool")
+	}
+	for _, want := range []string{
+		`mqtt.brokers[0] "http://broker.local:1883": scheme`,
+		`mqtt.ingest.filters[0] "cams/#/img"`,
+		`spool.failed_dir`,
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not name %s", err, want)
+		}
+	}
+	if _, serr := os.Stat(filepath.Join(dir, "state")); serr == nil {
+		t.Error("Validate created state_dir")
+	}
+}

@@ -300,17 +300,7 @@ func (d *Daemon) forwardOutboxNotify(ctx context.Context) error {
 }
 
 func (d *Daemon) openSpool() error {
-	sc := d.cfg.Spool
-	src := make([]spool.SourceConfig, 0, len(sc.Sources))
-	for _, s := range sc.Sources {
-		src = append(src, spool.SourceConfig{Name: s.Name, Priority: s.Priority})
-	}
-	w, err := spool.New(spool.Config{
-		Dir: sc.Dir, ClaimDir: filepath.Join(d.cfg.StateDir, "claimed"), DoneDir: sc.DoneDir, FailedDir: sc.FailedDir,
-		DefaultSource: sc.DefaultSource, DefaultPriority: sc.DefaultPriority, Sources: src,
-		MaxFileSize: int64(sc.MaxFileSize), SettleTime: sc.SettleTime, RescanInterval: sc.RescanInterval,
-		Extensions: sc.Extensions,
-	}, &spoolSink{d: d}, d.log.With("component", "spool"))
+	w, err := spool.New(d.cfg.spoolConfig(), &spoolSink{d: d}, d.log.With("component", "spool"))
 	if err != nil {
 		return fmt.Errorf("cannot configure spool: %w", err)
 	}
@@ -335,19 +325,9 @@ func (d *Daemon) openMQTT(ctx context.Context) error {
 		}
 		brokers = []string{"tcp://" + b.Addr()}
 	}
-	clientID := mc.ClientID
-	if clientID == "" {
-		clientID = "inferq-" + d.node
-	}
-	c, err := mqtt.New(mqtt.Config{
-		Brokers: brokers, ClientID: clientID, Username: mc.Username, PasswordFile: mc.PasswordFile,
-		TLS: mqtt.TLSConfig{CAFile: mc.TLS.CAFile, CertFile: mc.TLS.CertFile, KeyFile: mc.TLS.KeyFile,
-			ServerName: mc.TLS.ServerName, InsecureSkipVerify: mc.TLS.InsecureSkipVerify},
-		Prefix: mc.Prefix, Node: d.node, KeepAlive: mc.KeepAlive, ConnectTimeout: mc.ConnectTimeout,
-		ReconnectMax: mc.ReconnectMax, IngestEnabled: mc.Ingest.Enabled, IngestFilters: mc.Ingest.Filters,
-		MaxPayload: int(mc.Ingest.MaxPayload), DefaultPriority: mc.Ingest.DefaultPriority,
-		SourcePriority: mc.Ingest.SourcePriority,
-	}, &outboxAdapter{d: d}, &ingestSink{d: d}, d.log.With("component", "mqtt"))
+	clientID := d.cfg.clientID(d.node)
+	c, err := mqtt.New(d.cfg.mqttConfig(d.node, brokers, clientID),
+		&outboxAdapter{d: d}, &ingestSink{d: d}, d.log.With("component", "mqtt"))
 	if err != nil {
 		return fmt.Errorf("cannot configure mqtt: %w", err)
 	}

@@ -104,67 +104,71 @@ func (c *Config) setDefaults() {
 // Validate checks the configuration; errors name the field and the value.
 // It does not read files (see New).
 func (c Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	if len(c.Brokers) == 0 {
-		return errors.New("mqtt: brokers: at least one broker URL is required")
+		bad("mqtt.brokers: at least one broker URL is required")
 	}
 	for i, b := range c.Brokers {
 		u, err := url.Parse(b)
 		if err != nil {
-			return fmt.Errorf("mqtt: brokers[%d] %q: %w", i, b, err)
+			bad("mqtt.brokers[%d] %q: %w", i, b, err)
+			continue
 		}
 		switch u.Scheme {
 		case "tcp", "mqtt", "ssl", "tls", "mqtts", "ws", "wss":
 		default:
-			return fmt.Errorf("mqtt: brokers[%d] %q: scheme must be tcp, ssl, tls, mqtts, ws or wss", i, b)
+			bad("mqtt.brokers[%d] %q: scheme must be tcp, ssl, tls, mqtts, ws or wss", i, b)
+			continue
 		}
 		if u.Hostname() == "" || u.Port() == "" {
-			return fmt.Errorf("mqtt: brokers[%d] %q: host and port are required", i, b)
+			bad("mqtt.brokers[%d] %q: host and port are required", i, b)
 		}
 	}
 	if c.ClientID == "" {
-		return errors.New("mqtt: client_id: a fixed client id is required (the broker keeps the session under it)")
+		bad("mqtt.client_id: a fixed client id is required (the broker keeps the session under it)")
 	}
 	if !utf8.ValidString(c.ClientID) || len(c.ClientID) > 65535 || strings.ContainsRune(c.ClientID, 0) {
-		return fmt.Errorf("mqtt: client_id %q: must be valid UTF-8 without NUL, at most 65535 bytes", c.ClientID)
+		bad("mqtt.client_id %q: must be valid UTF-8 without NUL, at most 65535 bytes", c.ClientID)
 	}
 	if c.PasswordFile != "" && c.Username == "" {
-		return fmt.Errorf("mqtt: password_file %q: needs a username", c.PasswordFile)
+		bad("mqtt.password_file %q: needs a username", c.PasswordFile)
 	}
 	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
-		return fmt.Errorf("mqtt: tls: cert_file %q and key_file %q must be given together", c.TLS.CertFile, c.TLS.KeyFile)
+		bad("mqtt.tls: cert_file %q and key_file %q must be given together", c.TLS.CertFile, c.TLS.KeyFile)
 	}
 	if err := ValidateTopic(c.Prefix); err != nil {
-		return fmt.Errorf("mqtt: prefix %q: %w", c.Prefix, err)
+		bad("mqtt.prefix %q: %w", c.Prefix, err)
 	}
 	if err := validateLevel(c.Node); err != nil {
-		return fmt.Errorf("mqtt: node %q: %w", c.Node, err)
+		bad("node %q: %w", c.Node, err)
 	}
 	for i, f := range c.IngestFilters {
 		if err := ValidateFilter(f); err != nil {
-			return fmt.Errorf("mqtt: ingest_filters[%d] %q: %w", i, f, err)
+			bad("mqtt.ingest.filters[%d] %q: %w", i, f, err)
 		}
 	}
 	for s := range c.SourcePriority {
 		if err := validateSource(s); err != nil {
-			return fmt.Errorf("mqtt: source_priority %q: %w", s, err)
+			bad("mqtt.ingest.source_priority %q: %w", s, err)
 		}
 	}
 	for name, d := range map[string]time.Duration{"keep_alive": c.KeepAlive, "connect_timeout": c.ConnectTimeout,
 		"reconnect_min": c.ReconnectMin, "reconnect_max": c.ReconnectMax, "publish_timeout": c.PublishTimeout} {
 		if d < 0 {
-			return fmt.Errorf("mqtt: %s %v: must not be negative", name, d)
+			bad("mqtt.%s %v: must not be negative", name, d)
 		}
 	}
 	if c.KeepAlive != 0 && c.KeepAlive < time.Second {
-		return fmt.Errorf("mqtt: keep_alive %v: must be at least 1s", c.KeepAlive)
+		bad("mqtt.keep_alive %v: must be at least 1s", c.KeepAlive)
 	}
 	if c.MaxPayload < 0 {
-		return fmt.Errorf("mqtt: max_payload %d: must not be negative", c.MaxPayload)
+		bad("mqtt.ingest.max_payload %d: must not be negative", c.MaxPayload)
 	}
 	if c.OutboxBatch < 0 || c.OutboxBatch > 65000 {
-		return fmt.Errorf("mqtt: outbox_batch %d: must be between 0 and 65000", c.OutboxBatch)
+		bad("mqtt.outbox_batch %d: must be between 0 and 65000", c.OutboxBatch)
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // ValidateTopic checks a topic name used for publishing: not empty, valid

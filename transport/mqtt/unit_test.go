@@ -45,7 +45,7 @@ func TestConfigValidate(t *testing.T) {
 		{"node slash", func(c *Config) { c.Node = "a/b" }, `node "a/b"`},
 		{"node empty", func(c *Config) { c.Node = "" }, `node ""`},
 		{"filter ok", func(c *Config) { c.IngestFilters = []string{"cams/+/img", "x/#", "$share/g/cams/#"} }, ""},
-		{"filter hash middle", func(c *Config) { c.IngestFilters = []string{"a/#/b"} }, `ingest_filters[0] "a/#/b"`},
+		{"filter hash middle", func(c *Config) { c.IngestFilters = []string{"a/#/b"} }, `mqtt.ingest.filters[0] "a/#/b"`},
 		{"filter partial wildcard", func(c *Config) { c.IngestFilters = []string{"a/b+"} }, "whole level"},
 		{"share no group", func(c *Config) { c.IngestFilters = []string{"$share//a"} }, "$share/<group>"},
 		{"share no filter", func(c *Config) { c.IngestFilters = []string{"$share/g"} }, "$share/<group>"},

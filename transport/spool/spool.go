@@ -194,44 +194,67 @@ type stuckFile struct {
 	retryAt time.Time
 }
 
-// New checks the configuration. Zero SettleTime and RescanInterval take the
-// defaults; an empty DefaultSource is "spool".
+// Validate reports every invalid field, named as in inferq's configuration
+// (spool.*; claim_dir is state_dir/claimed).
+func (cfg Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf("spool."+format, args...)) }
+	for _, f := range []struct{ name, d string }{{"dir", cfg.Dir}, {"claim_dir", cfg.ClaimDir}, {"failed_dir", cfg.FailedDir}} {
+		if f.d == "" {
+			bad("%s: required", f.name)
+		}
+	}
+	abs := func(p string) string { a, _ := filepath.Abs(p); return filepath.Clean(a) }
+	for _, f := range []struct{ name, d string }{{"claim_dir", cfg.ClaimDir}, {"done_dir", cfg.DoneDir}, {"failed_dir", cfg.FailedDir}} {
+		if f.d == "" || cfg.Dir == "" {
+			continue
+		}
+		if rel, err := filepath.Rel(abs(cfg.Dir), abs(f.d)); err == nil && !strings.HasPrefix(rel, "..") {
+			bad("%s %q: must not be inside spool.dir %q", f.name, f.d, cfg.Dir)
+		}
+	}
+	if cfg.DefaultSource != "" {
+		if err := validSource(cfg.DefaultSource); err != nil {
+			bad("default_source %q: %w", cfg.DefaultSource, err)
+		}
+	}
+	for i, s := range cfg.Sources {
+		if err := validSource(s.Name); err != nil {
+			bad("sources[%d].name %q: %w", i, s.Name, err)
+		}
+	}
+	if cfg.MaxFileSize < 0 {
+		bad("max_file_size %d: must not be negative", cfg.MaxFileSize)
+	}
+	if cfg.SettleTime < 0 {
+		bad("settle_time %v: must not be negative", cfg.SettleTime)
+	}
+	if cfg.RescanInterval < 0 {
+		bad("rescan_interval %v: must not be negative", cfg.RescanInterval)
+	}
+	for i, e := range cfg.Extensions {
+		if !strings.HasPrefix(e, ".") || len(e) < 2 || strings.ContainsRune(e, '/') {
+			bad("extensions[%d] %q: must look like .jpg", i, e)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// New checks the configuration (Validate). Zero SettleTime and
+// RescanInterval take the defaults; an empty DefaultSource is "spool".
 func New(cfg Config, sink Sink, logger *slog.Logger) (*Watcher, error) {
 	if sink == nil || logger == nil {
 		return nil, errors.New("spool: sink and logger are required")
 	}
-	for name, d := range map[string]string{"dir": cfg.Dir, "claim_dir": cfg.ClaimDir, "failed_dir": cfg.FailedDir} {
-		if d == "" {
-			return nil, fmt.Errorf("spool: %s: required", name)
-		}
-	}
-	abs := func(p string) string { a, _ := filepath.Abs(p); return filepath.Clean(a) }
-	for name, d := range map[string]string{"claim_dir": cfg.ClaimDir, "done_dir": cfg.DoneDir, "failed_dir": cfg.FailedDir} {
-		if d == "" {
-			continue
-		}
-		if rel, err := filepath.Rel(abs(cfg.Dir), abs(d)); err == nil && !strings.HasPrefix(rel, "..") {
-			return nil, fmt.Errorf("spool: %s %q: must not be inside dir %q", name, d, cfg.Dir)
-		}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
 	if cfg.DefaultSource == "" {
 		cfg.DefaultSource = DefaultSource
 	}
-	if err := validSource(cfg.DefaultSource); err != nil {
-		return nil, fmt.Errorf("spool: default_source %q: %w", cfg.DefaultSource, err)
-	}
 	prio := map[string]int{}
-	for i, s := range cfg.Sources {
-		if err := validSource(s.Name); err != nil {
-			return nil, fmt.Errorf("spool: sources[%d].name %q: %w", i, s.Name, err)
-		}
+	for _, s := range cfg.Sources {
 		prio[s.Name] = s.Priority
-	}
-	if cfg.MaxFileSize < 0 {
-		return nil, fmt.Errorf("spool: max_file_size %d: must not be negative", cfg.MaxFileSize)
-	}
-	if cfg.SettleTime < 0 || cfg.RescanInterval < 0 {
-		return nil, fmt.Errorf("spool: settle_time %v / rescan_interval %v: must not be negative", cfg.SettleTime, cfg.RescanInterval)
 	}
 	if cfg.SettleTime == 0 {
 		cfg.SettleTime = DefaultSettleTime
@@ -239,12 +262,11 @@ func New(cfg Config, sink Sink, logger *slog.Logger) (*Watcher, error) {
 	if cfg.RescanInterval == 0 {
 		cfg.RescanInterval = DefaultRescanInterval
 	}
+	exts := make([]string, len(cfg.Extensions))
 	for i, e := range cfg.Extensions {
-		if !strings.HasPrefix(e, ".") || len(e) < 2 || strings.ContainsRune(e, '/') {
-			return nil, fmt.Errorf("spool: extensions[%d] %q: must look like .jpg", i, e)
-		}
-		cfg.Extensions[i] = strings.ToLower(e)
+		exts[i] = strings.ToLower(e)
 	}
+	cfg.Extensions = exts
 	return &Watcher{cfg: cfg, sink: sink, log: logger, prio: prio, now: time.Now,
 		pending: map[string]*seen{}, stuck: map[string]*stuckFile{}}, nil
 }
