@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
@@ -284,10 +285,93 @@ func decodeConfig(data []byte, cfg *Config) error {
 		if _, serr := fmt.Sscanf(m, "line %d:", &line); serr == nil {
 			if field := fieldAtLine(&root, line, ""); field != "" {
 				msgs[i] = "field " + field + ": " + m
+				if um := unknownField.FindStringSubmatch(m); um != nil {
+					if j := strings.LastIndex(field, "."+um[1]); j >= 0 {
+						field = field[:j+1+len(um[1])] // the key, not an element of its value
+					}
+					msgs[i] = fmt.Sprintf("line %d: %s: unknown key%s", line, field, didYouMean(field, um[1]))
+				}
 			}
 		}
 	}
 	return errors.New(strings.Join(msgs, "; "))
+}
+
+var unknownField = regexp.MustCompile(`field (\S+) not found in type`)
+
+// didYouMean suggests the known key nearest to key among those of the section that
+// holds path ("model.topk" → " (did you mean top_k?)"), or lists them.
+func didYouMean(path, key string) string {
+	t := reflect.TypeOf(Config{})
+	parts := strings.Split(path, ".")
+	for _, p := range parts[:len(parts)-1] {
+		if i := strings.IndexByte(p, '['); i >= 0 {
+			p = p[:i]
+		}
+		f, ok := yamlField(t, p)
+		if !ok {
+			return ""
+		}
+		t = f.Type
+		for t.Kind() == reflect.Slice || t.Kind() == reflect.Pointer || t.Kind() == reflect.Map {
+			t = t.Elem()
+		}
+		if t.Kind() != reflect.Struct {
+			return ""
+		}
+	}
+	var keys []string
+	best, bestD := "", 3
+	norm := func(s string) string { return strings.ReplaceAll(strings.ToLower(s), "_", "") }
+	for i := range t.NumField() {
+		name := strings.Split(t.Field(i).Tag.Get("yaml"), ",")[0]
+		if name == "" || name == "-" {
+			continue
+		}
+		keys = append(keys, name)
+		if d := editDistance(norm(key), norm(name)); d < bestD {
+			best, bestD = name, d
+		}
+	}
+	if best != "" {
+		return " (did you mean " + best + "?)"
+	}
+	return " (known keys: " + strings.Join(keys, ", ") + ")"
+}
+
+func yamlField(t reflect.Type, name string) (reflect.StructField, bool) {
+	for i := range t.NumField() {
+		if strings.Split(t.Field(i).Tag.Get("yaml"), ",")[0] == name {
+			return t.Field(i), true
+		}
+	}
+	return reflect.StructField{}, false
+}
+
+// editDistance is the edit distance of a and b, a swap of two neighbours counting
+// as one edit (optimal string alignment).
+func editDistance(a, b string) int {
+	d := make([][]int, len(a)+1)
+	for i := range d {
+		d[i] = make([]int, len(b)+1)
+		d[i][0] = i
+	}
+	for j := range d[0] {
+		d[0][j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
+			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
+				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
+			}
+		}
+	}
+	return d[len(a)][len(b)]
 }
 
 // fieldAtLine returns the dotted path of the mapping key on (or whose value is on) line.
@@ -558,8 +642,20 @@ func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
-// MarshalYAML writes the size as a plain number of bytes.
-func (b ByteSize) MarshalYAML() (any, error) { return int64(b), nil }
+// MarshalYAML writes the size as it would be written by hand: "42MiB", "2GiB", or a plain
+// number of bytes when no unit divides it.
+func (b ByteSize) MarshalYAML() (any, error) {
+	n := int64(b)
+	for _, u := range []struct {
+		name string
+		size int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if n != 0 && n%u.size == 0 {
+			return fmt.Sprintf("%d%s", n/u.size, u.name), nil
+		}
+	}
+	return n, nil
+}
 
 var sizeUnits = map[string]int64{
 	"": 1, "b": 1,

@@ -61,7 +61,7 @@ func TestLoadConfigErrors(t *testing.T) {
 	tests := []struct {
 		name, body, want string
 	}{
-		{"unknown field", "modle:\n  path: x\n", "field modle not found"},
+		{"unknown field", "modle:\n  path: x\n", "modle: unknown key (did you mean model?)"},
 		{"wrong type", "queue:\n  max_jobs: lots\n", "field queue.max_jobs: line 2: cannot unmarshal"},
 		{"bad size", "queue:\n  max_bytes: 12 parsecs\n", `field queue.max_bytes: line 2: cannot parse size "12 parsecs": unknown unit "parsecs"`},
 		{"bad duration", "worker:\n  job_timeout: soon\n", "field worker.job_timeout: line 2"},
@@ -219,5 +219,20 @@ func TestConfigCheckRunsComponentChecks(t *testing.T) {
 	}
 	if _, serr := os.Stat(filepath.Join(dir, "state")); serr == nil {
 		t.Error("Validate created state_dir")
+	}
+}
+
+func TestConfigUnknownKeySuggests(t *testing.T) {
+	for _, tt := range []struct{ yml, want string }{
+		{"model:\n  topk: 3\n", "model.topk: unknown key (did you mean top_k?)"},
+		{"queue:\n  max_job: 5\n", "queue.max_job: unknown key (did you mean max_jobs?)"},
+		{"mqtt:\n  ingest:\n    filtres: [a]\n", "mqtt.ingest.filtres: unknown key (did you mean filters?)"},
+		{"spool:\n  zzzzzzzz: 1\n", "spool.zzzzzzzz: unknown key (known keys: enabled, dir"},
+	} {
+		cfg := DefaultConfig()
+		err := decodeConfig([]byte(tt.yml), &cfg)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%q: %v, want %q", tt.yml, err, tt.want)
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 
 	"gopkg.in/yaml.v3"
 
@@ -35,6 +36,10 @@ func runConfig(args []string, stdout io.Writer) error {
 		}
 		cfg = c
 		if op == "check" {
+			if _, err := os.Stat(c.Model.Path); err != nil {
+				// Not an error: the daemon starts, queues input and loads the model when it appears.
+				fmt.Fprintf(stdout, "%s: warning: model.path %q: %v; inferq will start, queue input and wait for it\n", *path, c.Model.Path, err)
+			}
 			fmt.Fprintf(stdout, "%s: ok\n", *path)
 			return nil
 		}
