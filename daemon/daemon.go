@@ -167,11 +167,8 @@ func (d *Daemon) Open(ctx context.Context) error {
 	// input is still taken into the queue, health says what is wrong, and the worker
 	// tries again every 30 s and whenever the model file changes.
 	engineErr := eng.Open(ctx)
-	if engineErr != nil {
+	if engineErr != nil { // (a model that loads is logged by the supervisor)
 		d.log.Error("cannot load model; input is queued until it loads", "err", engineErr)
-	} else {
-		info := eng.Info()
-		d.log.Info("model loaded", "model", info.Name, "sha256", info.SHA256, "runtime", info.Runtime)
 	}
 
 	if cfg.Spool.Enabled {

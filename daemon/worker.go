@@ -228,9 +228,7 @@ func (w *worker) tryLoad(ctx context.Context) {
 	w.loadErr = nil
 	w.stats.EngineOKAt = w.now()
 	w.mu.Unlock()
-	w.loaded.Store(true)
-	info := w.eng.Info()
-	w.log.Info("model loaded", "model", info.Name, "sha256", info.SHA256)
+	w.loaded.Store(true) // the supervisor logs "model loaded"
 }
 
 func (w *worker) doReload(ctx context.Context) {

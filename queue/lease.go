@@ -169,7 +169,7 @@ func (q *Queue) leaseLocked(b *batch) leaseStep {
 				} else if rec.LastError != "" {
 					reason += ": " + rec.LastError
 				}
-				q.log.Warn("queue job dead-lettered", "job_id", e.id, "reason", reason)
+				q.log.Debug("queue job dead-lettered", "job_id", e.id, "reason", reason) // the worker logs it
 				var out []OutboxMsg
 				if q.opts.OnExhausted != nil {
 					out = q.opts.OnExhausted(&Lease{Job: jobOf(e.id, rec), rec: rec}, reason)
