@@ -1,6 +1,7 @@
 # inferq — build, test, benchmark, demo.
 #   make demo   set up (TFLite runtime, demo model) and run the daemon on configs/demo.yaml
 #   make test   set up (Mosquitto, TFLite runtime) and run vet + all tests with -race
+#   make unit   the fast tests only: no apt, no root, no downloads (what needs them skips)
 #   make deb [ARCH=arm64]   the Debian package, for this machine or cross-built
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -16,7 +17,7 @@ ARCH ?=
 # TensorFlow C headers for compile-checking the SavedModel backend (see README).
 TF_HEADERS = $(shell $(GO) env GOMODCACHE)/github.com/tensorflow/tensorflow@v2.15.0+incompatible
 
-.PHONY: all build test test-deps tflite-runtime tflite-runtime-arm64 vet cross-check fmt-check tidy-check bench demo deb clean fuzz
+.PHONY: unit all build test test-deps tflite-runtime tflite-runtime-arm64 vet cross-check fmt-check tidy-check bench demo deb clean fuzz
 
 all: build
 
@@ -75,6 +76,11 @@ test: test-deps fmt-check tidy-check vet cross-check
 	 if [ "$$s" != 0 ]; then grep -E -A2 '^\s*--- SKIP' $(CACHE)/test.log; echo "skipped tests are failures here"; fi; \
 	 echo "tests: $$p passed, $$f failed, $$s skipped"; \
 	 [ "$$f" = 0 ] && [ "$$s" = 0 ]
+
+# Fast feedback while editing: -short, and the tests that need Mosquitto, the TFLite
+# runtime, root or a download skip (make test is what proves them).
+unit:
+	INFERQ_REQUIRE_EXTERNAL=0 INFERQ_TFLITE_RUNTIME= INFERQ_TFLITE_RUNTIME_ARM64= $(GO) test -short -count=1 ./...
 
 fuzz:
 	./packaging/fuzz-all.sh 20s

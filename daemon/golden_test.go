@@ -4,20 +4,17 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"flag"
-	"os"
 	"path/filepath"
 	"reflect"
 	"testing"
 	"time"
 
 	"github.com/inferq/inferq/infer"
+	"github.com/inferq/inferq/internal/testenv"
 	"github.com/inferq/inferq/queue"
 	"github.com/inferq/inferq/transport/mqtt"
 	"github.com/inferq/inferq/transport/spool"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 // checkGolden compares v's indented JSON with testdata/golden/daemon/<name>.
 func checkGolden(t *testing.T, name string, v any) {
@@ -26,23 +23,7 @@ func checkGolden(t *testing.T, name string, v any) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got = append(got, '\n')
-	path := filepath.Join("..", "testdata", "golden", "daemon", name)
-	if *update {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test ./daemon -run Golden -update to create it)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s changed; got:\n%s\nwant:\n%s", path, got, want)
-	}
+	testenv.Golden(t, filepath.Join("daemon", name), append(got, '\n'))
 }
 
 var t0 = time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)

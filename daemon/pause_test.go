@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/inferq/inferq/internal/testenv"
 	"github.com/inferq/inferq/transport/mqtt/mqtttest"
 )
 
@@ -34,7 +35,7 @@ func TestPauseResume(t *testing.T) {
 		t.Fatalf("after pause intake: %+v", st)
 	}
 	dropFile(t, cfg.Spool.Dir, "held.jpg", testJPEG(t, 1))
-	waitForCond(t, "health saying intake is paused", 10*time.Second, func() bool {
+	testenv.WaitFor(t, "health saying intake is paused", 10*time.Second, func() bool {
 		h := d.Health()
 		return h.Paused != nil && h.Paused.Intake && strings.Contains(strings.Join(h.Problems, ";"), "intake paused")
 	})
@@ -45,7 +46,7 @@ func TestPauseResume(t *testing.T) {
 	// Worker paused too, intake resumed: the file becomes a job that waits.
 	pause("pause", "worker")
 	pause("resume", "intake")
-	waitForCond(t, "held.jpg queued", 10*time.Second, func() bool { return d.Health().Queue.Depth == 1 })
+	testenv.WaitFor(t, "held.jpg queued", 10*time.Second, func() bool { return d.Health().Queue.Depth == 1 })
 	// Restart: the worker's pause holds.
 	cancel()
 	<-done
@@ -67,16 +68,5 @@ func TestPauseResume(t *testing.T) {
 	}
 	if h := d.Health(); h.Paused != nil {
 		t.Fatalf("after resume all: paused %+v", h.Paused)
-	}
-}
-
-func waitForCond(t *testing.T, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -1,19 +1,17 @@
 package infer
 
 import (
-	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"math"
 	"os"
 	"path/filepath"
 	"testing"
-)
 
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/golden")
+	"github.com/inferq/inferq/internal/testenv"
+)
 
 func f32bytes(v ...float32) []byte {
 	b := make([]byte, 4*len(v))
@@ -84,22 +82,7 @@ func TestResultGolden(t *testing.T) {
 				t.Fatal(err)
 			}
 			got = append(got, '\n')
-			path := filepath.Join("testdata", "golden", tc.name+".json")
-			if *update {
-				if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(path, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatalf("%v (run go test -run TestResultGolden -update)", err)
-			}
-			if !bytes.Equal(got, want) {
-				t.Fatalf("JSON differs from %s:\ngot:\n%s\nwant:\n%s", path, got, want)
-			}
+			testenv.Golden(t, filepath.Join("infer", tc.name+".json"), got)
 		})
 	}
 }

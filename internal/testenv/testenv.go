@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"testing"
+	"time"
 )
 
 // Required reports whether missing prerequisites must fail tests.
@@ -39,5 +40,18 @@ func Root(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		Need(t, "root", os.ErrPermission)
+	}
+}
+
+// WaitFor polls cond until it holds, failing t with what after timeout: the
+// proof is the condition, never the time slept.
+func WaitFor(t testing.TB, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

@@ -4,17 +4,15 @@ import (
 	"bytes"
 	"encoding/base64"
 	"errors"
-	"flag"
 	"io"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-)
 
-var update = flag.Bool("update", false, "rewrite golden files")
+	"github.com/inferq/inferq/internal/testenv"
+)
 
 // jpeg is the smallest prefix http.DetectContentType calls image/jpeg.
 var jpeg = []byte("\xff\xd8\xff\xe0\x00\x10JFIF\x00fake-jpeg-body")
@@ -181,19 +179,7 @@ func TestEventGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden := filepath.Join("testdata", "event_rejected.golden.json")
-	if *update {
-		if err := os.WriteFile(golden, append(got, '\n'), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatalf("cannot read golden file (run with -update): %v", err)
-	}
-	if string(got)+"\n" != string(want) {
-		t.Fatalf("got %s\nwant %s", got, want)
-	}
+	testenv.Golden(t, "mqtt/event_rejected.json", append(got, '\n'))
 }
 
 func TestBackoff(t *testing.T) {

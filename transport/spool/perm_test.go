@@ -164,12 +164,16 @@ func TestUnreadableFileAsNobody(t *testing.T) {
 	}
 
 	// Root drops an unreadable file, then normal ones.
-	writeAs := func(path string, mode os.FileMode) {
+	writeAs := func(path string, mode os.FileMode) { // as a camera does: a hidden name, then a rename
 		t.Helper()
-		if err := os.WriteFile(path, []byte("image "+filepath.Base(path)), mode); err != nil {
+		tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".part")
+		if err := os.WriteFile(tmp, []byte("image "+filepath.Base(path)), mode); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.Chmod(path, mode); err != nil { // umask
+		if err := os.Chmod(tmp, mode); err != nil { // umask
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, path); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/inferq/inferq/internal/testenv"
 )
 
 func discard() *slog.Logger {
@@ -134,13 +136,7 @@ func start(t *testing.T, cfg Config, sink *storeSink) *Watcher {
 
 func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testenv.WaitFor(t, what, timeout, cond)
 }
 
 func write(t *testing.T, path, content string) {
