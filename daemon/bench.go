@@ -147,7 +147,12 @@ func benchPipeline(ctx context.Context, eng *infer.Supervisor, imgs [][]byte, cf
 	defer q.Close()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	go q.Run(ctx)
+	runDone := make(chan struct{})
+	go func() { // the queue's timers, stopped and joined before the queue closes
+		defer close(runDone)
+		_ = q.Run(ctx)
+	}()
+	defer func() { cancel(); <-runDone }()
 
 	start := time.Now()
 	var wg sync.WaitGroup

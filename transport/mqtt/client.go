@@ -119,6 +119,11 @@ type Client struct {
 	errKind  errKind // of stats.LastError
 	running  atomic.Bool
 	runDone  chan struct{}
+	// handlers counts ingest handlers paho runs on its own goroutines; Close waits for
+	// them, so none calls the sink after Close returned. handlersMu orders Add with Wait.
+	handlers       sync.WaitGroup
+	handlersMu     sync.Mutex
+	handlersClosed bool
 	closeErr error
 }
 
@@ -324,7 +329,17 @@ func (c *Client) connect(ctx context.Context) (*conn, error) {
 		o.SetPassword(pw)
 	}
 	o.SetConnectionLostHandler(func(_ paho.Client, err error) { cn.markLost(err) })
-	o.SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) { c.handleIngest(cn, m) })
+	o.SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) {
+		c.handlersMu.Lock()
+		if c.handlersClosed {
+			c.handlersMu.Unlock()
+			return // not acknowledged: the broker redelivers it
+		}
+		c.handlers.Add(1)
+		c.handlersMu.Unlock()
+		defer c.handlers.Done()
+		c.handleIngest(cn, m)
+	})
 	cn.cl = paho.NewClient(o)
 
 	tok := cn.cl.Connect()
@@ -634,6 +649,11 @@ func (c *Client) Close() error {
 	if c.running.Load() {
 		<-c.runDone
 	}
+	c.handlersMu.Lock()
+	c.handlersClosed = true
+	c.handlersMu.Unlock()
+	c.handlers.Wait() // handlers end at once: c.ctx is cancelled
+
 	return c.closeErr
 }
 

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -472,4 +473,61 @@ func TestStartsOffline(t *testing.T) {
 	if st := c.Stats(); !st.Connected || st.LastError != "" || !strings.Contains(st.PastError, "cannot connect") || st.PastErrorAt.IsZero() {
 		t.Fatalf("got connected %v last error %q past %q: want the connect error moved to past", st.Connected, st.LastError, st.PastError)
 	}
+}
+
+// blockingSink holds every Submit until the client's context ends, then takes a
+// moment more, as a queue busy with a commit would.
+type blockingSink struct {
+	entered  chan struct{}
+	returned atomic.Bool
+}
+
+func (s *blockingSink) Submit(ctx context.Context, it IngestItem) (bool, error) {
+	select {
+	case s.entered <- struct{}{}:
+	default:
+	}
+	<-ctx.Done()
+	time.Sleep(200 * time.Millisecond)
+	s.returned.Store(true)
+	return false, ctx.Err()
+}
+
+// TestCloseWaitsForIngestHandlers: paho runs ingest handlers on goroutines of its
+// own; Close returns only once they are done, so none calls the sink (the queue)
+// after the daemon closed it.
+func TestCloseWaitsForIngestHandlers(t *testing.T) {
+	b := mqtttest.Start(t, mqtttest.Options{})
+	sink := &blockingSink{entered: make(chan struct{}, 1)}
+	cfg := brokerConfig(b, "close-box")
+	cfg.IngestEnabled = true
+	c, err := New(cfg, newMemOutbox(), sink, discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := c.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	waitFor(t, "subscribed", 10*time.Second, func() bool { return c.Stats().Subscribed })
+	img := filepath.Join(t.TempDir(), "a.jpg")
+	if err := os.WriteFile(img, jpeg, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b.Publish(t, "-t", "inferq/box1/ingest/cam1", "-q", "1", "-f", img)
+	select {
+	case <-sink.entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the ingest handler never reached the sink")
+	}
+	if err := c.Close(); err != nil {
+		t.Logf("close: %v", err)
+	}
+	if !sink.returned.Load() {
+		t.Fatal("Close returned while an ingest handler was still in the sink")
+	}
+	<-done
 }
