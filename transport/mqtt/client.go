@@ -101,30 +101,30 @@ const (
 // availability, health, events and the outbox, and feeds ingest messages
 // to a Sink.
 type Client struct {
-	cfg      Config
-	outbox   Outbox
-	sink     Sink
-	log      *slog.Logger
-	base     string // "<prefix>/<node>/"
-	now      func() time.Time
-	ctx      context.Context // cancelled by Close
-	cancel   context.CancelFunc
-	closeMu  sync.Mutex
-	closed   bool
-	mu       sync.Mutex
-	cur      *conn
-	gen      uint64
-	health   []byte
-	stats    Stats
-	errKind  errKind // of stats.LastError
-	running  atomic.Bool
-	runDone  chan struct{}
+	cfg     Config
+	outbox  Outbox
+	sink    Sink
+	log     *slog.Logger
+	base    string // "<prefix>/<node>/"
+	now     func() time.Time
+	ctx     context.Context // cancelled by Close
+	cancel  context.CancelFunc
+	closeMu sync.Mutex
+	closed  bool
+	mu      sync.Mutex
+	cur     *conn
+	gen     uint64
+	health  []byte
+	stats   Stats
+	errKind errKind // of stats.LastError
+	running atomic.Bool
+	runDone chan struct{}
 	// handlers counts ingest handlers paho runs on its own goroutines; Close waits for
 	// them, so none calls the sink after Close returned. handlersMu orders Add with Wait.
 	handlers       sync.WaitGroup
 	handlersMu     sync.Mutex
 	handlersClosed bool
-	closeErr error
+	closeErr       error
 }
 
 // conn is one network connection: a fresh paho client per connection, so
