@@ -141,6 +141,9 @@ func (d *Daemon) Open(ctx context.Context) error {
 	qopts.OnExpired = d.expiredMessages
 	// Only the worker leases, so the worker exists whenever the queue calls this.
 	qopts.OnExhausted = func(l *queue.Lease, reason string) []queue.OutboxMsg { return d.worker.exhausted(l, reason) }
+	// Opening replays the journal after an unclean stop and Badger may compact: more
+	// start-up time from systemd than TimeoutStartSec if that takes long.
+	_ = d.notify.ExtendTimeout(2 * time.Minute)
 	q, err := d.openQueue(ctx, qopts)
 	if err != nil {
 		return fmt.Errorf("cannot open queue: %w", err)

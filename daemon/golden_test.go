@@ -54,7 +54,11 @@ func at(d time.Duration) *time.Time { t := t0.Add(d); return &t }
 func TestGoldenHealth(t *testing.T) {
 	in := healthInputs{
 		seq: 42, node: "box-7", version: "0.1.0", now: t0.Add(90 * time.Minute), startedAt: t0,
-		model: infer.ModelInfo{Name: "mobilenet.tflite", SHA256: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", LoadedAt: t0, Runtime: "tflite", Kind: "classification"},
+		model: infer.ModelInfo{Name: "mobilenet.tflite", SHA256: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", LoadedAt: t0, Runtime: "tflite", Kind: "classification",
+			Version: "2.14.1", Inputs: []infer.TensorInfo{{Name: "input", Type: "uint8", Shape: []int{1, 224, 224, 3}, Scale: 0.0078125, ZeroPoint: 128}},
+			Outputs: []infer.TensorInfo{{Name: "scores", Type: "uint8", Shape: []int{1, 1001}, Scale: 0.00390625}}, Labels: 1001,
+			InputConvention: "raw pixels 0..255 (uint8 input, scale 0.0078125, zero point 128; auto)", LabelsFormat: "one_per_line",
+			DelegateError: "no delegate configured"},
 		// The crash is past: the engine ran a job after it.
 		engine: engineStats{Restarts: 1, Crashes: 1, LastError: "engine child crashed: signal: segmentation fault", LastErrorAt: t0.Add(30 * time.Minute)},
 		queue: queue.Stats{Ready: map[int]int{0: 10, 5: 2}, ReadyTotal: 12, Leased: 1, Delayed: 3, Dead: 2, Outbox: 4,

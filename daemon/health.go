@@ -58,6 +58,14 @@ type HealthModel struct {
 	// LabelsFormat which labels file format was read (one_per_line or id_label).
 	Input        string `json:"input,omitempty"`
 	LabelsFormat string `json:"labels_format,omitempty"`
+	// The model as the runtime sees it: tensors (shape, type, quantization), the labels
+	// read, the runtime's version and the delegate in use or why not.
+	Inputs         []infer.TensorInfo `json:"inputs,omitempty"`
+	Outputs        []infer.TensorInfo `json:"outputs,omitempty"`
+	Labels         int                `json:"labels,omitempty"`
+	RuntimeVersion string             `json:"runtime_version,omitempty"`
+	Delegate       string             `json:"delegate,omitempty"`
+	DelegateError  string             `json:"delegate_error,omitempty"`
 }
 
 // HealthEngine describes the supervised engine child. LastError is the
@@ -246,7 +254,9 @@ func buildHealth(in healthInputs) Health {
 		Seq: in.seq, Node: in.node, Version: in.version, Time: in.now.UTC(),
 		StartedAt: in.startedAt.UTC(), UptimeS: int64(in.now.Sub(in.startedAt) / time.Second),
 		Model: HealthModel{Name: in.model.Name, SHA256: in.model.SHA256, Kind: in.model.Kind, Runtime: in.model.Runtime, LoadedAt: in.model.LoadedAt.UTC(),
-			Input: in.model.InputConvention, LabelsFormat: in.model.LabelsFormat},
+			Input: in.model.InputConvention, LabelsFormat: in.model.LabelsFormat,
+			Inputs: in.model.Inputs, Outputs: in.model.Outputs, Labels: in.model.Labels, RuntimeVersion: in.model.Version,
+			Delegate: in.model.Delegate, DelegateError: in.model.DelegateError},
 		Engine: engineHealth(in.engine, in.worker.Busy, in.worker.EngineOKAt),
 		Queue: HealthQueue{
 			Depth: in.queue.ReadyTotal, ByPriority: map[string]int{}, Leased: in.queue.Leased,
