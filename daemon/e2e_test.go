@@ -131,9 +131,9 @@ func e2eConfig(t *testing.T, b *mqtttest.Broker, runtimeDir string) Config {
 	return cfg
 }
 
-// startDaemon opens and runs a daemon in this process; the engine child is this test
-// binary (see TestMain).
-func startDaemon(t *testing.T, cfg Config) (*Daemon, context.CancelFunc, <-chan error) {
+// openTestDaemon opens a daemon in this process; the engine child is this test binary
+// (see TestMain). The context is the one to run it with.
+func openTestDaemon(t *testing.T, cfg Config) (*Daemon, context.Context, context.CancelFunc) {
 	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
@@ -150,6 +150,13 @@ func startDaemon(t *testing.T, cfg Config) (*Daemon, context.CancelFunc, <-chan 
 		d.Close()
 		t.Fatalf("Open: %v", err)
 	}
+	return d, ctx, cancel
+}
+
+// startDaemon opens and runs a daemon in this process (openTestDaemon).
+func startDaemon(t *testing.T, cfg Config) (*Daemon, context.CancelFunc, <-chan error) {
+	t.Helper()
+	d, ctx, cancel := openTestDaemon(t, cfg)
 	done := make(chan error, 1)
 	go func() {
 		done <- d.Run(ctx)

@@ -1,9 +1,7 @@
 package daemon
 
 import (
-	"context"
 	"errors"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -74,21 +72,7 @@ func TestMissingModelDirectory(t *testing.T) {
 // ended (nil while it runs).
 func startWatchedDaemon(t *testing.T, cfg Config) (*Daemon, func() error) {
 	t.Helper()
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	d, err := New(cfg, Options{Version: "test", EngineCommand: []string{exe}, EngineEnv: []string{engineChildEnv + "=1"}, Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	if err := d.Open(ctx); err != nil {
-		cancel()
-		d.Close()
-		t.Fatalf("Open: %v", err)
-	}
+	d, ctx, cancel := openTestDaemon(t, cfg)
 	done := make(chan struct{})
 	var runErr error
 	go func() {

@@ -16,16 +16,7 @@ type minHeap[T before[T]] []T
 
 func (h *minHeap[T]) push(x T) {
 	*h = append(*h, x)
-	s := *h
-	i := len(s) - 1
-	for i > 0 {
-		p := (i - 1) / 2
-		if !s[i].before(s[p]) {
-			break
-		}
-		s[p], s[i] = s[i], s[p]
-		i = p
-	}
+	h.up(len(*h) - 1)
 }
 
 func (h *minHeap[T]) pop() T {
@@ -35,8 +26,28 @@ func (h *minHeap[T]) pop() T {
 	s[0] = s[n]
 	var zero T
 	s[n] = zero
-	s = s[:n]
-	i := 0
+	*h = s[:n]
+	h.down(0)
+	return top
+}
+
+// up moves the item at i towards the top while it comes before its parent.
+func (h *minHeap[T]) up(i int) {
+	s := *h
+	for i > 0 {
+		p := (i - 1) / 2
+		if !s[i].before(s[p]) {
+			return
+		}
+		s[p], s[i] = s[i], s[p]
+		i = p
+	}
+}
+
+// down moves the item at i towards the bottom while a child comes before it.
+func (h *minHeap[T]) down(i int) {
+	s := *h
+	n := len(s)
 	for {
 		l, r, m := 2*i+1, 2*i+2, i
 		if l < n && s[l].before(s[m]) {
@@ -46,13 +57,11 @@ func (h *minHeap[T]) pop() T {
 			m = r
 		}
 		if m == i {
-			break
+			return
 		}
 		s[m], s[i] = s[i], s[m]
 		i = m
 	}
-	*h = s
-	return top
 }
 
 // removeFunc removes the first item for which match holds and reports it.
@@ -80,30 +89,8 @@ func (h *minHeap[T]) removeFunc(match func(T) bool) (T, bool) {
 
 // fix restores the heap order after the item at i changed.
 func (h *minHeap[T]) fix(i int) {
-	s := *h
-	for i > 0 { // up
-		p := (i - 1) / 2
-		if !s[i].before(s[p]) {
-			break
-		}
-		s[p], s[i] = s[i], s[p]
-		i = p
-	}
-	n := len(s)
-	for { // down
-		l, r, m := 2*i+1, 2*i+2, i
-		if l < n && s[l].before(s[m]) {
-			m = l
-		}
-		if r < n && s[r].before(s[m]) {
-			m = r
-		}
-		if m == i {
-			return
-		}
-		s[m], s[i] = s[i], s[m]
-		i = m
-	}
+	h.up(i)
+	h.down(i)
 }
 
 // seqHeap orders a priority's ready jobs by seq. Most pushes are at the tail (new jobs);
