@@ -274,3 +274,33 @@ func TestDiskFullBrokerDown(t *testing.T) {
 		t.Fatalf("published %d rows, acked %d", n, acked)
 	}
 }
+
+// TestCloseWaitsForRun: Run's own work (here a slow look at the ballast file) ends
+// before Close returns, so nothing writes in the queue's directory after Close.
+func TestCloseWaitsForRun(t *testing.T) {
+	dir := t.TempDir()
+	o := testOptions(t, dir, nil)
+	inRun := make(chan struct{}, 1)
+	o.testBallast = func() {
+		select {
+		case inRun <- struct{}{}:
+		default:
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	q, err := Open(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- q.Run(context.Background()) }()
+	<-inRun
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-done:
+	default:
+		t.Fatal("Close returned while Run was still at work")
+	}
+}

@@ -56,6 +56,8 @@ type Options struct {
 	testJournaled func()
 	// testLater, set by tests, runs first in each of runLater's goroutines.
 	testLater func()
+	// testBallast, set by tests, runs in Run before each look at the ballast file.
+	testBallast func()
 }
 
 // Limits on what a single job or message may carry, so that any one operation

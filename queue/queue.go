@@ -33,6 +33,7 @@ type Queue struct {
 	closing   chan struct{}  // closed by Close
 	outNotify chan struct{}  // cap 1, signalled after outbox rows were committed
 	later     sync.WaitGroup // runLater's goroutines
+	running   sync.WaitGroup // Run, which Close waits for
 	closeOnce sync.Once
 	closeErr  error
 
@@ -160,6 +161,7 @@ func (q *Queue) Close() error {
 		runAll(after)
 		close(q.closing)
 		q.later.Wait()
+		q.running.Wait()
 		q.trimmer.Stop()
 		if err := q.db.Close(); err != nil {
 			// The journal keeps its records: the next Open applies them again.

@@ -14,6 +14,16 @@ import (
 // Run expires leases, wakes delayed jobs and runs value-log GC until ctx is
 // done (it returns nil) or the queue is closed (ErrClosed).
 func (q *Queue) Run(ctx context.Context) error {
+	// Close waits for Run's work (GC, the ballast file) to end before it closes the
+	// database and returns.
+	q.mu.Lock()
+	if q.closed {
+		q.mu.Unlock()
+		return ErrClosed
+	}
+	q.running.Add(1)
+	q.mu.Unlock()
+	defer q.running.Done()
 	gc := time.NewTicker(q.opts.GCInterval)
 	defer gc.Stop()
 	tick := time.NewTicker(min(time.Second, q.opts.LeaseTimeout/4+time.Millisecond))
@@ -43,6 +53,9 @@ func (q *Queue) Run(ctx context.Context) error {
 
 // keepBallast writes the ballast file when it is missing and there is room.
 func (q *Queue) keepBallast() {
+	if q.opts.testBallast != nil {
+		q.opts.testBallast()
+	}
 	if err := q.disk.keepBallast(); err != nil {
 		q.log.Warn("queue ballast file", "err", err)
 	}
