@@ -21,8 +21,11 @@ TF_HEADERS = $(shell $(GO) env GOMODCACHE)/github.com/tensorflow/tensorflow@v2.1
 
 all: build
 
+# The version stamped into the binary: the git tag or commit (dirty when changed).
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+
 build:
-	$(GO) build -o bin/inferq ./cmd/inferq
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o bin/inferq ./cmd/inferq
 
 # Everything the tests need, installed idempotently: Debian's Mosquitto, lintian,
 # qemu-user-static, mmdebstrap and systemd-nspawn (apt), the TFLite 2.14.1 runtime closures

@@ -52,7 +52,7 @@ func runDaemon(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	cfg.Runtime.Library, cfg.Runtime.Dir = rt.Library, rt.RuntimeDir
 	d, err := daemon.New(cfg, daemon.Options{
-		Version:       version,
+		Version:       buildVersion(),
 		EngineCommand: argv,
 		Logger:        log,
 	})

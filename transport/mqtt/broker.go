@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 
 	mochi "github.com/mochi-mqtt/server/v2"
@@ -67,7 +68,7 @@ func (b *EmbeddedBroker) Open() error {
 	if b.srv != nil {
 		return nil
 	}
-	srv := mochi.New(&mochi.Options{InlineClient: false, Logger: b.log.With("component", "mqtt-broker")})
+	srv := mochi.New(&mochi.Options{InlineClient: false, Logger: slog.New(quietClose{b.log.Handler()})})
 	if b.cfg.Username != "" {
 		pw, err := readPassword(b.cfg.PasswordFile)
 		if err != nil {
@@ -131,3 +132,33 @@ func (b *EmbeddedBroker) Close() error {
 	b.srv, b.tcp = nil, nil
 	return err
 }
+
+// quietClose passes the embedded broker's log records on, except that a connection
+// read ending because the listener closed (a clean stop) is debug, not a warning.
+type quietClose struct{ slog.Handler }
+
+func (h quietClose) Handle(ctx context.Context, r slog.Record) error {
+	if r.Level >= slog.LevelWarn {
+		closed := false
+		r.Attrs(func(a slog.Attr) bool {
+			if strings.Contains(a.Value.String(), "use of closed network connection") {
+				closed = true
+			}
+			return !closed
+		})
+		if closed {
+			if !h.Handler.Enabled(ctx, slog.LevelDebug) {
+				return nil
+			}
+			d := slog.NewRecord(r.Time, slog.LevelDebug, r.Message, r.PC)
+			r.Attrs(func(a slog.Attr) bool { d.AddAttrs(a); return true })
+			r = d
+		}
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h quietClose) WithAttrs(as []slog.Attr) slog.Handler {
+	return quietClose{h.Handler.WithAttrs(as)}
+}
+func (h quietClose) WithGroup(n string) slog.Handler { return quietClose{h.Handler.WithGroup(n)} }
