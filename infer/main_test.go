@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/inferq/inferq/infer/tflite"
+	"github.com/inferq/inferq/internal/testenv"
 )
 
 const (
@@ -82,12 +83,10 @@ func needRuntime(t testing.TB) RuntimeConfig {
 	return RuntimeConfig{RuntimeDir: rt.Dir}
 }
 
+// missing skips t, or fails it under INFERQ_REQUIRE_EXTERNAL=1 (testenv.Need).
 func missing(t testing.TB, err error) {
 	t.Helper()
-	if os.Getenv("INFERQ_REQUIRE_EXTERNAL") == "1" {
-		t.Fatalf("TFLite runtime required (INFERQ_REQUIRE_EXTERNAL=1): %v", err)
-	}
-	t.Skipf("TFLite runtime missing (make tflite-runtime; INFERQ_TFLITE_RUNTIME=<closure>): %v", err)
+	testenv.Need(t, "the TFLite runtime (make tflite-runtime; INFERQ_TFLITE_RUNTIME=<closure>)", err)
 }
 
 func testExe(t testing.TB) string {

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/inferq/inferq/infer/tflite"
+	"github.com/inferq/inferq/internal/testenv"
 )
 
 // underLoaderEnv marks a test process that was re-executed under the runtime's loader.
@@ -48,10 +49,8 @@ func openLib(t testing.TB) *tflite.Library {
 	return lib
 }
 
+// missing skips t, or fails it under INFERQ_REQUIRE_EXTERNAL=1 (testenv.Need).
 func missing(t testing.TB, err error) {
 	t.Helper()
-	if os.Getenv("INFERQ_REQUIRE_EXTERNAL") == "1" {
-		t.Fatalf("TFLite runtime required (INFERQ_REQUIRE_EXTERNAL=1): %v", err)
-	}
-	t.Skipf("TFLite runtime missing (set INFERQ_TFLITE_RUNTIME to a closure from packaging/fetch-tflite-runtime.sh): %v", err)
+	testenv.Need(t, "the TFLite runtime (INFERQ_TFLITE_RUNTIME: a closure from packaging/fetch-tflite-runtime.sh)", err)
 }
