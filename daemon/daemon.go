@@ -514,7 +514,7 @@ func (d *Daemon) refreshHealth() Health {
 		seq: d.seq.Add(1), node: d.node, version: d.opts.Version, now: d.now(), startedAt: d.startedAt,
 		model:  d.eng.Info(),
 		engine: engineStats{Restarts: es.Restarts, Crashes: es.Crashes, Timeouts: es.Timeouts, LastError: es.LastError, LastErrorAt: es.LastErrorAt},
-		queue:  d.q.Stats(), worker: d.worker.snapshot(), disk: diskFree(d.cfg.StateDir), alive: d.alive(),
+		queue:  d.q.Stats(), worker: d.worker.snapshot(), disk: HealthDisk{Path: d.cfg.StateDir}, alive: d.alive(),
 		paused: d.paused.get(),
 	}
 	if d.client != nil {

@@ -228,12 +228,7 @@ func runDiskFull(t *testing.T, bin, rt, mnt string, photos [][]byte) {
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(cfg.Model.Path+".tmp", model, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(cfg.Model.Path+".tmp", cfg.Model.Path); err != nil {
-		t.Fatal(err)
-	}
+	replaceFile(t, cfg.Model.Path, model)
 	v.until("a result for every photo", 180*time.Second, func() bool { return len(v.results) >= n })
 	files := map[string]string{}
 	for id, r := range v.results {

@@ -87,6 +87,19 @@ func testJPEG(t testing.TB, seed int) []byte {
 	return b.Bytes()
 }
 
+// replaceFile puts data at path the way a deploy should: written under a hidden name
+// beside it, then renamed over it.
+func replaceFile(t testing.TB, path string, data []byte) {
+	t.Helper()
+	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".new")
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // dropFile writes a file the way a camera should: under a temporary name, then renamed.
 func dropFile(t testing.TB, dir, name string, data []byte) {
 	t.Helper()
@@ -538,13 +551,7 @@ func TestBrokenModelAtStart(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	// Replace the model the way an operator's deploy should: write aside, rename over.
-	tmp := cfg.Model.Path + ".new"
-	if err := os.WriteFile(tmp, good, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, cfg.Model.Path); err != nil {
-		t.Fatal(err)
-	}
+	replaceFile(t, cfg.Model.Path, good)
 	res := collectResults(t, sub, 1, 60*time.Second)
 	for _, r := range res {
 		if r.Status != StatusOK || r.Metadata[metaSpoolFile] != "waiting.jpg" {

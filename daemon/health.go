@@ -271,7 +271,7 @@ func buildHealth(in healthInputs) Health {
 	}
 	h.Disk.ReserveBytes, h.Disk.Full, h.Disk.LeasesHeld = in.queue.DiskReserve, in.queue.DiskFull, in.queue.LeasesHeld
 	h.Disk.Refused, h.Disk.Volatile = in.queue.DiskRefused, in.queue.Volatile
-	if in.queue.DiskFree > 0 { // what the queue itself can use (root may use ext4's reserved blocks)
+	if in.queue.DiskFree >= 0 { // the queue's own look: what it can use (root may use ext4's reserved blocks)
 		h.Disk.FreeBytes = uint64(in.queue.DiskFree)
 	}
 	for p, n := range in.queue.Ready {

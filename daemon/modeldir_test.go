@@ -50,13 +50,7 @@ func TestMissingModelDirectory(t *testing.T) {
 	if err := os.MkdirAll(modelDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	tmp := filepath.Join(modelDir, ".model.tflite.new")
-	if err := os.WriteFile(tmp, good, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, cfg.Model.Path); err != nil {
-		t.Fatal(err)
-	}
+	replaceFile(t, cfg.Model.Path, good)
 	res := collectResults(t, sub, 1, 60*time.Second)
 	for _, r := range res {
 		if r.Status != StatusOK || r.Metadata[metaSpoolFile] != "waiting.jpg" {

@@ -40,22 +40,6 @@ func arm64Runtime(t *testing.T) string {
 	return abs
 }
 
-// hostRuntime returns this machine's TFLite closure (INFERQ_TFLITE_RUNTIME, by default
-// .cache/tflite), gated like arm64Runtime.
-func hostRuntime(t *testing.T) string {
-	t.Helper()
-	dir := os.Getenv("INFERQ_TFLITE_RUNTIME")
-	if dir == "" {
-		dir = "../.cache/tflite"
-	}
-	abs, err := filepath.Abs(dir)
-	if err == nil {
-		_, err = os.Stat(filepath.Join(abs, "MANIFEST"))
-	}
-	testenv.Need(t, "the TFLite runtime (make tflite-runtime)", err)
-	return abs
-}
-
 // classified is the part of a line of `inferq classify` output the smoke test reads.
 type classified struct {
 	Image    string `json:"image"`
@@ -179,7 +163,7 @@ func TestARM64Smoke(t *testing.T) {
 	arm := runClassify(t, []string{"INFERQ_ENGINE_WRAPPER=" + qemu}, emulated, bin, rt)
 
 	t.Run("same as native", func(t *testing.T) {
-		hostRT := hostRuntime(t)
+		hostRT := testenv.TFLiteRuntime(t)
 		native := runClassify(t, []string{"INFERQ_ENGINE_WRAPPER="}, nil, goBuild(t, t.TempDir(), runtime.GOARCH), hostRT)
 		for i := range native {
 			a, n := arm[i].Result.Classes, native[i].Result.Classes

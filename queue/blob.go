@@ -87,15 +87,11 @@ func (q *Queue) adoptBlob(src string) (name string, size int64, sum [32]byte, er
 	return name, size, sum, nil
 }
 
-// sameDevice reports whether fi is on the file system of dir.
-func sameDevice(fi os.FileInfo, dir string) bool {
-	di, err := os.Stat(dir)
-	if err != nil {
-		return false
-	}
-	a, ok1 := fi.Sys().(*syscall.Stat_t)
-	b, ok2 := di.Sys().(*syscall.Stat_t)
-	return ok1 && ok2 && a.Dev == b.Dev
+// onBlobDevice reports whether fi is on the blob directory's file system (read once
+// at Open): such an image is linked in, not copied.
+func (q *Queue) onBlobDevice(fi os.FileInfo) bool {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return ok && q.blobDev != nil && uint64(st.Dev) == *q.blobDev
 }
 
 func copyFile(src, dst string) (*os.File, error) {

@@ -109,7 +109,7 @@ func (q *Queue) Enqueue(ctx context.Context, j NewJob) (EnqueueResult, error) {
 	need := int64(len(j.Image))
 	if j.ImageFile != "" {
 		// A file on the queue's own file system is linked, not copied: no new space.
-		if fi, err := os.Stat(j.ImageFile); err == nil && !sameDevice(fi, q.blobDir) {
+		if fi, err := os.Stat(j.ImageFile); err == nil && !q.onBlobDevice(fi) {
 			need = fi.Size()
 		}
 	}

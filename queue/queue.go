@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	badger "github.com/dgraph-io/badger/v4"
@@ -26,7 +27,8 @@ type Queue struct {
 	recovered int          // journal records applied at Open
 	trimmer   *pageTrimmer // nil unless SmallDevice (and Linux)
 	disk      *diskGuard
-	volatile  string // name of the volatile file system the state is on, if it is
+	volatile  string  // name of the volatile file system the state is on, if it is
+	blobDev   *uint64 // device of the blob directory
 
 	arriving  atomic.Int64   // operations about to join the current batch
 	kick      chan struct{}  // wakes the leader of the current batch
@@ -102,6 +104,12 @@ func Open(opts Options) (*Queue, error) {
 	}
 	if err := os.MkdirAll(q.blobDir, 0o700); err != nil {
 		return nil, fmt.Errorf("cannot create queue dir: %w", err)
+	}
+	if fi, err := os.Stat(q.blobDir); err == nil {
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			dev := uint64(st.Dev)
+			q.blobDev = &dev
+		}
 	}
 	if err := q.checkDiskAtOpen(); err != nil {
 		return nil, err

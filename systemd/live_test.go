@@ -67,7 +67,7 @@ func TestLiveSystemd(t *testing.T) {
 	testenv.Root(t)
 	testenv.Program(t, "dpkg-deb")
 	testenv.Program(t, "go")
-	tflite := tfliteRuntime(t)
+	tflite := testenv.TFLiteRuntime(t)
 	start := time.Now()
 
 	share := t.TempDir()
@@ -529,22 +529,6 @@ test ! -e /run/inferq`)
 			t.Errorf("dpkg status after purge %q, want none", got)
 		}
 	})
-}
-
-// tfliteRuntime returns this machine's TFLite closure (INFERQ_TFLITE_RUNTIME, by default
-// .cache/tflite), gated as testenv.Need.
-func tfliteRuntime(t *testing.T) string {
-	t.Helper()
-	dir := os.Getenv("INFERQ_TFLITE_RUNTIME")
-	if dir == "" {
-		dir = "../.cache/tflite"
-	}
-	abs, err := filepath.Abs(dir)
-	if err == nil {
-		_, err = os.Stat(filepath.Join(abs, "MANIFEST"))
-	}
-	testenv.Need(t, "the TFLite runtime (make tflite-runtime)", err)
-	return abs
 }
 
 // buildLiveDeb builds the package from ./cmd/inferq into dir (version: build-deb.sh's

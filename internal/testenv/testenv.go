@@ -7,6 +7,7 @@ package testenv
 import (
 	"os"
 	"os/exec"
+	"path/filepath"
 	"testing"
 	"time"
 )
@@ -54,4 +55,21 @@ func WaitFor(t testing.TB, what string, timeout time.Duration, cond func() bool)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// TFLiteRuntime returns the directory of this machine's TFLite runtime closure as
+// packaging/fetch-tflite-runtime.sh leaves it (INFERQ_TFLITE_RUNTIME, by default
+// .cache/tflite at the top of the repository), gated as Need.
+func TFLiteRuntime(t testing.TB) string {
+	t.Helper()
+	dir := os.Getenv("INFERQ_TFLITE_RUNTIME")
+	if dir == "" {
+		dir = filepath.Join(repoRoot(), ".cache", "tflite")
+	}
+	abs, err := filepath.Abs(dir)
+	if err == nil {
+		_, err = os.Stat(filepath.Join(abs, "MANIFEST"))
+	}
+	Need(t, "the TFLite runtime (make tflite-runtime)", err)
+	return abs
 }

@@ -87,6 +87,7 @@ func startWith(t *testing.T, cfg Config, sink Sink, log *slog.Logger) *Watcher {
 			t.Errorf("run: %v", err)
 		}
 		w.Close()
+		w.Close() // Close is safe to call twice
 	})
 	return w
 }

@@ -110,28 +110,10 @@ func testConfig(t *testing.T) Config {
 	}
 }
 
-// start opens and runs a Watcher until the test ends.
+// start opens and runs a Watcher on sink until the test ends.
 func start(t *testing.T, cfg Config, sink *storeSink) *Watcher {
 	t.Helper()
-	w, err := New(cfg, sink, discard())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Open(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("run: %v", err)
-		}
-		w.Close()
-		w.Close()
-	})
-	return w
+	return startWith(t, cfg, sink, discard())
 }
 
 func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
