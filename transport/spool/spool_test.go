@@ -276,11 +276,19 @@ func TestRefused(t *testing.T) {
 	write(t, filepath.Join(cfg.Dir, "gate", "big.jpg"), strings.Repeat("x", 11))
 	write(t, filepath.Join(cfg.Dir, "notes.txt"), "hello")
 	write(t, filepath.Join(cfg.Dir, "ok.png"), "png")
-	waitFor(t, "refusals", 10*time.Second, func() bool { return w.Stats().Refused == 2 && sink.count() == 1 })
 	tests := []struct{ source, name, reason string }{
 		{"gate", "big.jpg", "file too large: 11 bytes > max_file_size 10"},
 		{"top", "notes.txt", `extension ".txt"`},
 	}
+	// A refusal is counted when decided, the file filed just after: wait for both.
+	waitFor(t, "refusals filed", 10*time.Second, func() bool {
+		filed := 0
+		for _, tt := range tests {
+			m, _ := filepath.Glob(filepath.Join(cfg.FailedDir, tt.source, "f-*__"+tt.name+".json"))
+			filed += len(m)
+		}
+		return w.Stats().Refused == 2 && sink.count() == 1 && filed == 2
+	})
 	for _, tt := range tests {
 		matches, _ := filepath.Glob(filepath.Join(cfg.FailedDir, tt.source, "f-*__"+tt.name+".json"))
 		if len(matches) != 1 {
