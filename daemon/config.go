@@ -9,10 +9,13 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/inferq/inferq/infer"
+	"github.com/inferq/inferq/queue"
 	"github.com/inferq/inferq/transport/mqtt"
 	"github.com/inferq/inferq/transport/spool"
 	"gopkg.in/yaml.v3"
@@ -466,6 +469,11 @@ func (c *Config) Validate() error {
 			bad(field, v, "must be greater than 0")
 		}
 	}
+	checkPriority := func(field string, p int) {
+		if queue.CheckPriority(p) != nil {
+			bad(field, p, fmt.Sprintf("must be between %d and %d", queue.MinPriority, queue.MaxPriority))
+		}
+	}
 	positive("queue.max_jobs", int64(q.MaxJobs))
 	positive("queue.max_bytes", int64(q.MaxBytes))
 	positive("queue.max_attempts", int64(q.MaxAttempts))
@@ -493,10 +501,8 @@ func (c *Config) Validate() error {
 	if m.Path == "" {
 		bad("model.path", `""`, "must name a .tflite model file (or a SavedModel directory with runtime.engine tensorflow)")
 	}
-	switch m.Kind {
-	case "classification", "detection", "raw":
-	default:
-		bad("model.kind", strconv.Quote(m.Kind), "must be classification, detection or raw")
+	if !slices.Contains(infer.Kinds, m.Kind) {
+		bad("model.kind", strconv.Quote(m.Kind), "must be one of "+strings.Join(infer.Kinds, ", "))
 	}
 	if m.TopK < 1 {
 		bad("model.top_k", m.TopK, "must be at least 1")
@@ -535,11 +541,6 @@ func (c *Config) Validate() error {
 		}
 		if !topicLevel.MatchString(s.DefaultSource) {
 			bad("spool.default_source", strconv.Quote(s.DefaultSource), "must be one MQTT topic level")
-		}
-		checkPriority := func(field string, p int) {
-			if p < 0 || p > 9 {
-				bad(field, p, "must be between 0 and 9")
-			}
 		}
 		checkPriority("spool.default_priority", s.DefaultPriority)
 		seen := map[string]bool{}
@@ -588,13 +589,9 @@ func (c *Config) Validate() error {
 		}
 		if mq.Ingest.Enabled {
 			positive("mqtt.ingest.max_payload", int64(mq.Ingest.MaxPayload))
-			if p := mq.Ingest.DefaultPriority; p < 0 || p > 9 {
-				bad("mqtt.ingest.default_priority", p, "must be between 0 and 9")
-			}
+			checkPriority("mqtt.ingest.default_priority", mq.Ingest.DefaultPriority)
 			for src, p := range mq.Ingest.SourcePriority {
-				if p < 0 || p > 9 {
-					bad("mqtt.ingest.source_priority."+src, p, "must be between 0 and 9")
-				}
+				checkPriority("mqtt.ingest.source_priority."+src, p)
 			}
 		}
 	}

@@ -2,11 +2,13 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/inferq/inferq/daemon/control"
 	"github.com/inferq/inferq/queue"
 )
 
@@ -26,7 +28,7 @@ func TestControlJobs(t *testing.T) {
 		}
 	}
 	sock := filepath.Join(t.TempDir(), "c.sock")
-	srv, err := listenControl(sock, d, quietLogger())
+	srv, err := control.Listen(sock, controlBackend{d}, quietLogger())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,60 +36,58 @@ func TestControlJobs(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- srv.Run(cctx) }()
 	defer func() { cancel(); <-done }()
-	c := NewControlClient(sock)
+	c := control.NewClient(sock)
 
-	var jobs []JobEntry
-	if err := c.Do(ctx, "GET", "/v1/jobs", nil, &jobs); err != nil {
+	jobs, err := c.Jobs(ctx, control.JobsQuery{})
+	if err != nil {
 		t.Fatal(err)
 	}
 	if len(jobs) != 2 || jobs[0].ID != "b" || jobs[1].ID != "a" || jobs[0].State != "ready" || jobs[0].EnqueuedAt == nil {
 		t.Fatalf("jobs: %+v, want b then a, ready", jobs)
 	}
-	if err := c.Do(ctx, "GET", "/v1/jobs?source=door", nil, &jobs); err != nil || len(jobs) != 1 || jobs[0].ID != "a" {
+	if jobs, err = c.Jobs(ctx, control.JobsQuery{Source: "door"}); err != nil || len(jobs) != 1 || jobs[0].ID != "a" {
 		t.Fatalf("jobs from door: %+v, %v", jobs, err)
 	}
-	if err := c.Do(ctx, "GET", "/v1/jobs?state=sleeping", nil, &jobs); err == nil || !strings.Contains(err.Error(), "sleeping") {
+	if _, err := c.Jobs(ctx, control.JobsQuery{State: "sleeping"}); !errors.Is(err, control.ErrInvalid) || !strings.Contains(err.Error(), "sleeping") {
 		t.Fatalf("bad state: %v, want an error naming it", err)
 	}
-	var j JobEntry
-	if err := c.Do(ctx, "GET", "/v1/jobs/b", nil, &j); err != nil || j.Metadata["spool.file"] != "b.jpg" || j.Priority != 7 || j.ImageBytes != 1 {
+	if j, err := c.Job(ctx, "b"); err != nil || j.Metadata["spool.file"] != "b.jpg" || j.Priority != 7 || j.ImageBytes != 1 {
 		t.Fatalf("job b: %+v, %v", j, err)
 	}
-	err = c.Do(ctx, "GET", "/v1/jobs/nope", nil, &j)
-	if err == nil || !strings.Contains(err.Error(), `job "nope": not found`) {
+	_, err = c.Job(ctx, "nope")
+	if !errors.Is(err, control.ErrNotFound) || !strings.Contains(err.Error(), `job "nope": not found`) {
 		t.Fatalf("unknown job: %v", err)
 	}
 
 	// Reprocess: an image sent as the body is a durable job when the answer comes.
 	d.cfg.Spool.MaxFileSize = 1 << 20
-	var er EnqueueResponse
-	if err := c.Do(ctx, "POST", "/v1/jobs?priority=9&source=ops&id=again", strings.NewReader("jpeg bytes"), &er); err != nil || er.ID != "again" || er.Duplicate {
+	if er, err := c.Enqueue(ctx, control.EnqueueRequest{Priority: 9, Source: "ops", ID: "again"}, strings.NewReader("jpeg bytes")); err != nil || er.ID != "again" || er.Duplicate {
 		t.Fatalf("enqueue: %+v, %v", er, err)
 	}
-	if err := c.Do(ctx, "POST", "/v1/jobs?id=again", strings.NewReader("jpeg bytes"), &er); err != nil || !er.Duplicate || er.State != "ready" {
+	if er, err := c.Enqueue(ctx, control.EnqueueRequest{ID: "again"}, strings.NewReader("jpeg bytes")); err != nil || !er.Duplicate || er.State != "ready" {
 		t.Fatalf("enqueue again: %+v, %v; want a duplicate", er, err)
 	}
 	// a is prioritized above b, then b is cancelled: again (9), a (8) remain.
-	if err := c.Do(ctx, "POST", "/v1/jobs/a/priority", PriorityRequest{Priority: 8}, nil); err != nil {
+	if err := c.SetPriority(ctx, "a", 8); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Do(ctx, "POST", "/v1/jobs/b/cancel", struct{}{}, nil); err != nil {
+	if err := c.Cancel(ctx, "b"); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Do(ctx, "POST", "/v1/jobs/b/cancel", struct{}{}, nil); err == nil || !strings.Contains(err.Error(), "not found") {
+	if err := c.Cancel(ctx, "b"); !errors.Is(err, control.ErrNotFound) || !strings.Contains(err.Error(), "not found") {
 		t.Fatalf("second cancel: %v", err)
 	}
-	if err := c.Do(ctx, "POST", "/v1/jobs/a/priority", PriorityRequest{Priority: 12}, nil); err == nil || !strings.Contains(err.Error(), "0..9") {
+	if err := c.SetPriority(ctx, "a", 12); !errors.Is(err, control.ErrInvalid) || !strings.Contains(err.Error(), "0..9") {
 		t.Fatalf("priority 12: %v", err)
 	}
-	if err := c.Do(ctx, "GET", "/v1/jobs", nil, &jobs); err != nil || len(jobs) != 2 || jobs[0].ID != "again" || jobs[1].ID != "a" || jobs[1].Priority != 8 {
+	if jobs, err = c.Jobs(ctx, control.JobsQuery{}); err != nil || len(jobs) != 2 || jobs[0].ID != "again" || jobs[1].ID != "a" || jobs[1].Priority != 8 {
 		t.Fatalf("jobs after: %+v, %v", jobs, err)
 	}
 	l, err := q.Lease(ctx)
 	if err != nil || l.Job.ID != "again" {
 		t.Fatalf("lease: %v %v", l, err)
 	}
-	if err := c.Do(ctx, "POST", "/v1/jobs/again/cancel", struct{}{}, nil); err == nil || !strings.Contains(err.Error(), "running") {
+	if err := c.Cancel(ctx, "again"); !errors.Is(err, control.ErrConflict) || !strings.Contains(err.Error(), "running") {
 		t.Fatalf("cancel of a running job: %v", err)
 	}
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/fsnotify/fsnotify"
 
+	"github.com/inferq/inferq/daemon/control"
 	"github.com/inferq/inferq/infer"
 	"github.com/inferq/inferq/queue"
 	"github.com/inferq/inferq/systemd"
@@ -50,7 +51,7 @@ type Daemon struct {
 	broker  *mqtt.EmbeddedBroker
 	client  *mqtt.Client
 	worker  *worker
-	control *controlServer
+	control *control.Server
 	notify  *systemd.Notifier
 
 	// mqttQueue is the queue as the MQTT client's adapters see it: nil while a full disk
@@ -207,7 +208,7 @@ func (d *Daemon) Open(ctx context.Context) error {
 	}
 
 	if cfg.ControlSocket != "" {
-		c, err := listenControl(cfg.ControlSocket, d, d.log.With("component", "control"))
+		c, err := control.Listen(cfg.ControlSocket, controlBackend{d}, d.log.With("component", "control"))
 		if err != nil {
 			return err
 		}

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/inferq/inferq/daemon/control"
 	"github.com/inferq/inferq/infer"
 	"github.com/inferq/inferq/infer/tflite"
 	"github.com/inferq/inferq/infer/tflite/tflitegen"
@@ -272,23 +273,22 @@ func TestEndToEnd(t *testing.T) {
 		t.Errorf("sidecar does not give the reason: %s", sidecar)
 	}
 	// The control API (what `inferq status` and `inferq dead` use) sees the same.
-	c := NewControlClient(cfg.ControlSocket)
+	c := control.NewClient(cfg.ControlSocket)
 	var h Health
-	if err := c.Do(context.Background(), "GET", "/v1/health", nil, &h); err != nil {
+	if err := c.Health(context.Background(), &h); err != nil {
 		t.Fatal(err)
 	}
 	if h.Jobs.Done != 3 || h.Jobs.Dead != 1 || h.Queue.Dead != 1 || h.Node != "e2e" || h.Model.SHA256 == "" {
 		t.Errorf("health: done %d dead %d queue.dead %d node %q; want 3, 1, 1, e2e", h.Jobs.Done, h.Jobs.Dead, h.Queue.Dead, h.Node)
 	}
-	var dead []DeadEntry
-	if err := c.Do(context.Background(), "GET", "/v1/dead", nil, &dead); err != nil {
+	dead, err := c.Dead(context.Background(), 100)
+	if err != nil {
 		t.Fatal(err)
 	}
 	if len(dead) != 1 || !strings.Contains(dead[0].Reason, "bad image") {
 		t.Fatalf("dead list = %+v, want broken.jpg with its reason", dead)
 	}
-	var pr DeadResponse
-	if err := c.Do(context.Background(), "POST", "/v1/dead/purge", DeadRequest{All: true}, &pr); err != nil || pr.Count != 1 {
+	if pr, err := c.PurgeDead(context.Background(), control.DeadRequest{All: true}); err != nil || pr.Count != 1 {
 		t.Fatalf("purge: %+v, %v", pr, err)
 	}
 	if st := d.q.Stats(); st.Dead != 0 {

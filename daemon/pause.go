@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+
+	"github.com/inferq/inferq/daemon/control"
 )
 
 // Operators pause intake (no new input: spool files stay in the spool, MQTT ingest is
@@ -15,10 +17,10 @@ import (
 // atomically, so a pause holds across restarts and reboots until resumed.
 
 // PauseState is what is paused.
-type PauseState struct {
-	Intake bool `json:"intake"`
-	Worker bool `json:"worker"`
-}
+type PauseState = control.PauseState
+
+// errPauseWhat is an unknown pause target.
+var errPauseWhat = errors.New("want intake, worker or all")
 
 // errIntakePaused is what sources meet while intake is paused.
 var errIntakePaused = errors.New("intake paused by an operator (inferq resume intake)")
@@ -68,7 +70,7 @@ func (p *pauses) set(what string, paused bool) (PauseState, error) {
 	case "all", "":
 		st.Intake, st.Worker = paused, paused
 	default:
-		return p.st, fmt.Errorf("%q: want intake, worker or all", what)
+		return p.st, fmt.Errorf("%q: %w", what, errPauseWhat)
 	}
 	b, _ := json.Marshal(st)
 	if err := writeFileSync(p.path, b); err != nil {

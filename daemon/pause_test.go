@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/inferq/inferq/daemon/control"
 	"github.com/inferq/inferq/internal/testenv"
 	"github.com/inferq/inferq/transport/mqtt/mqtttest"
 )
@@ -22,11 +23,11 @@ func TestPauseResume(t *testing.T) {
 	cfg := e2eConfig(t, b, rt)
 	d, cancel, done := startDaemon(t, cfg)
 	ctx := context.Background()
-	c := NewControlClient(cfg.ControlSocket)
+	c := control.NewClient(cfg.ControlSocket)
 	pause := func(op, what string) PauseState {
 		t.Helper()
-		var st PauseState
-		if err := c.Do(ctx, "POST", "/v1/"+op, PauseRequest{What: what}, &st); err != nil {
+		st, err := c.Pause(ctx, what, op == "pause")
+		if err != nil {
 			t.Fatal(err)
 		}
 		return st

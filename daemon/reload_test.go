@@ -2,11 +2,13 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/inferq/inferq/daemon/control"
 	"github.com/inferq/inferq/infer/tflite/tflitegen"
 	"github.com/inferq/inferq/transport/mqtt/mqtttest"
 )
@@ -48,16 +50,15 @@ func TestReloadAnswers(t *testing.T) {
 	}
 	t.Logf("refused: %v", err)
 	// Over the control socket, as `inferq reload` and `systemctl reload` use it.
-	c := NewControlClient(cfg.ControlSocket)
-	var resp ReloadResponse
-	cerr := c.Do(ctx, "POST", "/v1/reload", struct{}{}, &resp)
-	if cerr == nil || !strings.Contains(cerr.Error(), strings.SplitN(err.Error(), ":", 2)[0]) {
+	c := control.NewClient(cfg.ControlSocket)
+	resp, cerr := c.Reload(ctx)
+	if !errors.Is(cerr, control.ErrRefused) || !strings.Contains(cerr.Error(), strings.SplitN(err.Error(), ":", 2)[0]) {
 		t.Fatalf("control reload of the broken model: %v, want the reason (%v)", cerr, err)
 	}
 	if err := os.WriteFile(cfg.Model.Path, tflitegen.NewClassifierNet(64, 64, 8, 16, 10, 5).Model(), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Do(ctx, "POST", "/v1/reload", struct{}{}, &resp); err != nil || resp.SHA256 == "" || resp.SHA256 == second {
+	if resp, err = c.Reload(ctx); err != nil || resp.SHA256 == "" || resp.SHA256 == second {
 		t.Fatalf("control reload of a good model: %+v, %v", resp, err)
 	}
 }

@@ -255,7 +255,7 @@ func decodeRecord(p []byte) (*record, error) {
 	r := &record{State: state(d.b[0]), Priority: d.b[1]}
 	flags := d.b[2]
 	d.b = d.b[3:]
-	if r.State < stReady || r.State > stDead || r.Priority > 9 || flags&^1 != 0 {
+	if r.State < stReady || r.State > stDead || r.Priority > MaxPriority || flags&^1 != 0 {
 		return nil, errField
 	}
 	r.Inline = flags&1 != 0

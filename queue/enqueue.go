@@ -15,10 +15,24 @@ import (
 	badger "github.com/dgraph-io/badger/v4"
 )
 
+// The priority range: a job's priority is MinPriority..MaxPriority, higher first.
+const (
+	MinPriority = 0
+	MaxPriority = 9
+)
+
+// CheckPriority says whether p is in the priority range, in words an operator can act on.
+func CheckPriority(p int) error {
+	if p < MinPriority || p > MaxPriority {
+		return invalidf("priority %d: must be %d..%d", p, MinPriority, MaxPriority)
+	}
+	return nil
+}
+
 // NewJob is a job to enqueue. Exactly one of Image and ImageFile is set.
 type NewJob struct {
 	ID       string // stable id, 1..256 bytes of UTF-8 without control characters
-	Priority int    // 0..9, higher first
+	Priority int    // MinPriority..MaxPriority, higher first
 	Source   string
 	Meta     map[string]string
 	Deadline time.Time // zero: none; a job past its deadline is not leased
@@ -51,8 +65,8 @@ func (j *NewJob) validate() error {
 	if err := validID(j.ID); err != nil {
 		return err
 	}
-	if j.Priority < 0 || j.Priority > 9 {
-		return invalidf("priority %d: must be 0..9", j.Priority)
+	if err := CheckPriority(j.Priority); err != nil {
+		return err
 	}
 	if len(j.Source) > maxSourceLen || !utf8.ValidString(j.Source) {
 		return invalidf("source %q: must be at most %d bytes of UTF-8", j.Source, maxSourceLen)

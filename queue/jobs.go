@@ -195,7 +195,7 @@ func jobInfo(id string, rec *record, lease *leaseEntry, now time.Time) JobInfo {
 // it is not taken from under the worker.
 var ErrRunning = errors.New("job is running")
 
-// SetPriority gives a held job a new priority (0..9). A ready job moves to the
+// SetPriority gives a held job a new priority (MinPriority..MaxPriority). A ready job moves to the
 // new priority keeping its original order there; a delayed, dead or leased job
 // keeps its state and is ordered by the new priority when it is ready again.
 // ErrNotFound for an id that is not held.
@@ -206,8 +206,8 @@ func (q *Queue) SetPriority(ctx context.Context, id string, prio int) error {
 	if err := validID(id); err != nil {
 		return err
 	}
-	if prio < 0 || prio > 9 {
-		return invalidf("priority %d: must be 0..9", prio)
+	if err := CheckPriority(prio); err != nil {
+		return err
 	}
 	return q.write(2, 4096, func(b *batch) (bool, error) {
 		rec, err := getRecord(b, id)

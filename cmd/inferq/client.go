@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -12,11 +13,26 @@ import (
 	"time"
 
 	"github.com/inferq/inferq/daemon"
+	"github.com/inferq/inferq/daemon/control"
 )
 
-// socketFlag adds --socket and --config; the returned func gives the control socket:
-// --socket, else the control_socket of --config (a config that cannot be read is an
-// error, not a silent fallback), else that of the packaged config, else the default.
+// clientFlag adds --socket and --config; the returned func gives a client for the
+// control socket: --socket, else the control_socket of --config (a config that cannot
+// be read is an error, not a silent fallback), else that of the packaged config, else
+// the default.
+func clientFlag(fs *flag.FlagSet) func() (*control.Client, error) {
+	path := socketFlag(fs)
+	return func() (*control.Client, error) {
+		p, err := path()
+		if err != nil {
+			return nil, err
+		}
+		return control.NewClient(p), nil
+	}
+}
+
+// socketFlag adds --socket and --config; the returned func gives the control socket
+// path as clientFlag describes.
 func socketFlag(fs *flag.FlagSet) func() (string, error) {
 	sock := fs.String("socket", "", "control socket (default: from --config, else /run/inferq/control.sock)")
 	cfgPath := fs.String("config", "", "configuration file to read control_socket from")
@@ -42,17 +58,17 @@ func socketFlag(fs *flag.FlagSet) func() (string, error) {
 
 func runStatus(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
-	sock := socketFlag(fs)
+	client := clientFlag(fs)
 	asJSON := fs.Bool("json", false, "print the health document as JSON")
 	if _, err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
-	path, err := sock()
+	c, err := client()
 	if err != nil {
 		return err
 	}
 	var h daemon.Health
-	if err := daemon.NewControlClient(path).Do(ctx, "GET", "/v1/health", nil, &h); err != nil {
+	if err := c.Health(ctx, &h); err != nil {
 		return err
 	}
 	if *asJSON {
@@ -89,7 +105,7 @@ func runStatus(ctx context.Context, args []string, stdout io.Writer) error {
 
 func runDead(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("dead", flag.ContinueOnError)
-	sock := socketFlag(fs)
+	client := clientFlag(fs)
 	all := fs.Bool("all", false, "every dead job (retry, purge)")
 	limit := fs.Int("limit", 100, "list at most this many")
 	asJSON := fs.Bool("json", false, "print JSON")
@@ -101,15 +117,14 @@ func runDead(ctx context.Context, args []string, stdout io.Writer) error {
 		return fmt.Errorf("%w: dead list|retry|purge [--all | ID...]", errUsage)
 	}
 	op, ids := pos[0], pos[1:]
-	path, err := sock()
+	c, err := client()
 	if err != nil {
 		return err
 	}
-	c := daemon.NewControlClient(path)
 	switch op {
 	case "list":
-		var dead []daemon.DeadEntry
-		if err := c.Do(ctx, "GET", fmt.Sprintf("/v1/dead?limit=%d", *limit), nil, &dead); err != nil {
+		dead, err := c.Dead(ctx, *limit)
+		if err != nil {
 			return err
 		}
 		if *asJSON {
@@ -125,9 +140,13 @@ func runDead(ctx context.Context, args []string, stdout io.Writer) error {
 		if *all == (len(ids) > 0) {
 			return fmt.Errorf("%w: dead %s: give the ids of dead jobs, or --all", errUsage, op)
 		}
-		req := daemon.DeadRequest{IDs: ids, All: *all}
-		var resp daemon.DeadResponse
-		if err := c.Do(ctx, "POST", "/v1/dead/"+op, req, &resp); err != nil {
+		req := control.DeadRequest{IDs: ids, All: *all}
+		send := c.RetryDead
+		if op == "purge" {
+			send = c.PurgeDead
+		}
+		resp, err := send(ctx, req)
+		if err != nil {
 			return err
 		}
 		if *asJSON {
@@ -145,17 +164,20 @@ func runDead(ctx context.Context, args []string, stdout io.Writer) error {
 
 func runReload(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("reload", flag.ContinueOnError)
-	sock := socketFlag(fs)
+	client := clientFlag(fs)
 	if _, err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
-	path, err := sock()
+	c, err := client()
 	if err != nil {
 		return err
 	}
-	var resp daemon.ReloadResponse
-	if err := daemon.NewControlClient(path).Do(ctx, "POST", "/v1/reload", struct{}{}, &resp); err != nil {
+	resp, err := c.Reload(ctx)
+	if errors.Is(err, control.ErrRefused) {
 		return fmt.Errorf("reload refused, the previous model keeps serving: %w", err)
+	}
+	if err != nil {
+		return err
 	}
 	fmt.Fprintf(stdout, "reloaded: %s sha256:%.12s\n", resp.Model, resp.SHA256)
 	return nil

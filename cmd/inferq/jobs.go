@@ -6,19 +6,19 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
 	"strconv"
 	"text/tabwriter"
 	"time"
 
-	"github.com/inferq/inferq/daemon"
+	"github.com/inferq/inferq/daemon/control"
+	"github.com/inferq/inferq/queue"
 )
 
 // runJobs is `inferq jobs`: the held jobs, highest priority first.
 func runJobs(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("jobs", flag.ContinueOnError)
-	sock := socketFlag(fs)
+	client := clientFlag(fs)
 	state := fs.String("state", "", "only jobs in this state: ready, leased, delayed or dead")
 	source := fs.String("source", "", "only jobs from this source")
 	limit := fs.Int("limit", 100, "at most this many")
@@ -26,19 +26,12 @@ func runJobs(ctx context.Context, args []string, stdout io.Writer) error {
 	if _, err := parseFlags(fs, args, 0); err != nil {
 		return err
 	}
-	path, err := sock()
+	c, err := client()
 	if err != nil {
 		return err
 	}
-	q := url.Values{"limit": {strconv.Itoa(*limit)}}
-	if *state != "" {
-		q.Set("state", *state)
-	}
-	if *source != "" {
-		q.Set("source", *source)
-	}
-	var jobs []daemon.JobEntry
-	if err := daemon.NewControlClient(path).Do(ctx, "GET", "/v1/jobs?"+q.Encode(), nil, &jobs); err != nil {
+	jobs, err := c.Jobs(ctx, control.JobsQuery{State: *state, Source: *source, Limit: *limit})
+	if err != nil {
 		return err
 	}
 	if *asJSON {
@@ -59,18 +52,18 @@ func runJobs(ctx context.Context, args []string, stdout io.Writer) error {
 // runJob is `inferq job ID`: one job, or an error (exit 1) for an unknown id.
 func runJob(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("job", flag.ContinueOnError)
-	sock := socketFlag(fs)
+	client := clientFlag(fs)
 	asJSON := fs.Bool("json", false, "print JSON")
 	pos, err := parseFlags(fs, args, 1)
 	if err != nil {
 		return err
 	}
-	path, err := sock()
+	c, err := client()
 	if err != nil {
 		return err
 	}
-	var j daemon.JobEntry
-	if err := daemon.NewControlClient(path).Do(ctx, "GET", "/v1/jobs/"+url.PathEscape(pos[0]), nil, &j); err != nil {
+	j, err := c.Job(ctx, pos[0])
+	if err != nil {
 		return err
 	}
 	if *asJSON {
@@ -128,20 +121,23 @@ func cut(s string, n int) string {
 // runPrioritize is `inferq prioritize ID N`.
 func runPrioritize(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("prioritize", flag.ContinueOnError)
-	sock := socketFlag(fs)
+	client := clientFlag(fs)
 	pos, err := parseFlags(fs, args, 2)
 	if err != nil {
 		return err
 	}
 	n, err := strconv.Atoi(pos[1])
-	if err != nil || n < 0 || n > 9 {
-		return fmt.Errorf("%w: prioritize ID N: priority %q: want 0..9", errUsage, pos[1])
+	if err == nil {
+		err = queue.CheckPriority(n)
 	}
-	path, err := sock()
+	if err != nil {
+		return fmt.Errorf("%w: prioritize ID N: priority %q: want %d..%d", errUsage, pos[1], queue.MinPriority, queue.MaxPriority)
+	}
+	c, err := client()
 	if err != nil {
 		return err
 	}
-	if err := daemon.NewControlClient(path).Do(ctx, "POST", "/v1/jobs/"+url.PathEscape(pos[0])+"/priority", daemon.PriorityRequest{Priority: n}, nil); err != nil {
+	if err := c.SetPriority(ctx, pos[0], n); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "%s: priority %d\n", pos[0], n)
@@ -151,16 +147,16 @@ func runPrioritize(ctx context.Context, args []string, stdout io.Writer) error {
 // runCancel is `inferq cancel ID`.
 func runCancel(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("cancel", flag.ContinueOnError)
-	sock := socketFlag(fs)
+	client := clientFlag(fs)
 	pos, err := parseFlags(fs, args, 1)
 	if err != nil {
 		return err
 	}
-	path, err := sock()
+	c, err := client()
 	if err != nil {
 		return err
 	}
-	if err := daemon.NewControlClient(path).Do(ctx, "POST", "/v1/jobs/"+url.PathEscape(pos[0])+"/cancel", struct{}{}, nil); err != nil {
+	if err := c.Cancel(ctx, pos[0]); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "%s: cancelled\n", pos[0])
@@ -171,7 +167,7 @@ func runCancel(ctx context.Context, args []string, stdout io.Writer) error {
 // returns), the "reprocess" action.
 func runEnqueue(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("enqueue", flag.ContinueOnError)
-	sock := socketFlag(fs)
+	client := clientFlag(fs)
 	prio := fs.Int("priority", 0, "priority 0..9")
 	source := fs.String("source", "cli", "source name")
 	id := fs.String("id", "", "job id (one file only; default: generated)")
@@ -183,23 +179,17 @@ func runEnqueue(ctx context.Context, args []string, stdout io.Writer) error {
 	if len(files) == 0 || *id != "" && len(files) > 1 {
 		return fmt.Errorf("%w: enqueue FILE... [--priority N] [--source S] [--id ID (one file)]", errUsage)
 	}
-	path, err := sock()
+	c, err := client()
 	if err != nil {
 		return err
 	}
-	c := daemon.NewControlClient(path)
-	var out []daemon.EnqueueResponse
+	var out []control.EnqueueResponse
 	for _, f := range files {
 		fh, err := os.Open(f)
 		if err != nil {
 			return err
 		}
-		q := url.Values{"priority": {strconv.Itoa(*prio)}, "source": {*source}}
-		if *id != "" {
-			q.Set("id", *id)
-		}
-		var resp daemon.EnqueueResponse
-		err = c.Do(ctx, "POST", "/v1/jobs?"+q.Encode(), fh, &resp)
+		resp, err := c.Enqueue(ctx, control.EnqueueRequest{ID: *id, Source: *source, Priority: *prio}, fh)
 		fh.Close()
 		if err != nil {
 			return fmt.Errorf("%s: %w", f, err)
@@ -222,7 +212,7 @@ func runEnqueue(ctx context.Context, args []string, stdout io.Writer) error {
 // runPause is `inferq pause|resume [intake|worker|all]`.
 func runPause(ctx context.Context, op string, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet(op, flag.ContinueOnError)
-	sock := socketFlag(fs)
+	client := clientFlag(fs)
 	asJSON := fs.Bool("json", false, "print JSON")
 	pos, err := parseFlags(fs, args, -1)
 	if err != nil {
@@ -236,12 +226,12 @@ func runPause(ctx context.Context, op string, args []string, stdout io.Writer) e
 	default:
 		return fmt.Errorf("%w: %s [intake|worker|all]", errUsage, op)
 	}
-	path, err := sock()
+	c, err := client()
 	if err != nil {
 		return err
 	}
-	var st daemon.PauseState
-	if err := daemon.NewControlClient(path).Do(ctx, "POST", "/v1/"+op, daemon.PauseRequest{What: what}, &st); err != nil {
+	st, err := c.Pause(ctx, what, op == "pause")
+	if err != nil {
 		return err
 	}
 	if *asJSON {
