@@ -2,6 +2,8 @@ package infer
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -11,6 +13,14 @@ const (
 	KindDetection      = "detection"
 	KindRaw            = "raw"
 )
+
+// Kinds lists every ModelConfig.Kind, for validation here and in the daemon's config.
+var Kinds = []string{KindClassification, KindDetection, KindRaw}
+
+// kindList is Kinds in words: "classification, detection or raw".
+func kindList() string {
+	return strings.Join(Kinds[:len(Kinds)-1], ", ") + " or " + Kinds[len(Kinds)-1]
+}
 
 // Normalizations (ModelConfig.Normalize) of 8-bit pixel values p in [0,255].
 const (
@@ -70,10 +80,8 @@ func (c ModelConfig) withDefaults() (ModelConfig, error) {
 	if c.Kind == "" {
 		c.Kind = KindClassification
 	}
-	switch c.Kind {
-	case KindClassification, KindDetection, KindRaw:
-	default:
-		return c, newErr(ErrBadConfig, true, nil, "model.kind %q: want classification, detection or raw", c.Kind)
+	if !slices.Contains(Kinds, c.Kind) {
+		return c, newErr(ErrBadConfig, true, nil, "model.kind %q: want %s", c.Kind, kindList())
 	}
 	if c.TopK == 0 {
 		c.TopK = 5
