@@ -178,7 +178,7 @@ func benchPipeline(ctx context.Context, eng *infer.Supervisor, imgs [][]byte, cf
 	default:
 	}
 
-	w := newWorker(q, &engineAdapter{eng}, nil, nil, "bench", time.Minute, 5, time.Now, cfg.Logger)
+	w := newWorker(q, &engineAdapter{eng}, nil, workerConfig{node: "bench", jobTimeout: time.Minute, maxAttempts: 5, log: cfg.Logger})
 	w.tmpDir = cfg.Dir
 	w.loaded.Store(true) // Bench opened the engine itself
 	start = time.Now()

@@ -193,10 +193,13 @@ func (d *Daemon) Open(ctx context.Context) error {
 	if d.watcher != nil {
 		arch = d.watcher
 	}
-	d.worker = newWorker(q, &engineAdapter{eng}, arch, events, d.node, cfg.Worker.JobTimeout, cfg.Queue.MaxAttempts, d.now, d.log.With("component", "worker"))
-	d.worker.tmpDir = filepath.Join(cfg.StateDir, "tmp")
-	d.worker.paused = func() bool { return d.paused.get().Worker }
-	d.worker.rawMax, d.worker.rawSummary = int(cfg.Model.RawMaxBytes), cfg.Model.RawOverLimit == RawOverLimitSummary
+	d.worker = newWorker(q, &engineAdapter{eng}, arch, workerConfig{
+		node: d.node, jobTimeout: cfg.Worker.JobTimeout, maxAttempts: cfg.Queue.MaxAttempts,
+		tmpDir: filepath.Join(cfg.StateDir, "tmp"),
+		rawMax: int(cfg.Model.RawMaxBytes), rawSummary: cfg.Model.RawOverLimit == RawOverLimitSummary,
+		events: events, paused: func() bool { return d.paused.get().Worker },
+		now: d.now, log: d.log.With("component", "worker"),
+	})
 	if err := os.MkdirAll(d.worker.tmpDir, 0o750); err != nil {
 		return fmt.Errorf("cannot create state_dir/tmp: %w", err)
 	}

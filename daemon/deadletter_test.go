@@ -91,7 +91,7 @@ func TestWorkerUnpublishableResults(t *testing.T) {
 			}
 			arch := &fakeArchiver{}
 			eng := &fakeEngine{run: func(int, []byte) (*infer.Result, error) { return tt.res, nil }}
-			w := newWorker(q, eng, arch, nil, "node1", time.Second, 5, time.Now, quietLogger())
+			w := newWorker(q, eng, arch, workerConfig{node: "node1", jobTimeout: time.Second, maxAttempts: 5, log: quietLogger()})
 			w.tmpDir = t.TempDir()
 			w.rawMax, w.rawSummary = tt.rawMax, tt.summary
 			done := make(chan error)
@@ -229,7 +229,7 @@ func TestWorkerExhaustedAtLease(t *testing.T) {
 		t.Error("an exhausted job ran")
 		return nil, errors.New("ran")
 	}}
-	w := newWorker(nil, eng, arch, nil, "node1", time.Second, 2, time.Now, quietLogger())
+	w := newWorker(nil, eng, arch, workerConfig{node: "node1", jobTimeout: time.Second, maxAttempts: 2, log: quietLogger()})
 	w.tmpDir = t.TempDir()
 	q = open(w)
 	defer q.Close()
@@ -272,7 +272,7 @@ func TestWorkerExhaustedFilesImage(t *testing.T) {
 			t.Fatal(err)
 		}
 		arch := &fakeArchiver{}
-		w := newWorker(q, &fakeEngine{}, arch, nil, "node1", time.Second, 1, time.Now, quietLogger())
+		w := newWorker(q, &fakeEngine{}, arch, workerConfig{node: "node1", jobTimeout: time.Second, maxAttempts: 1, log: quietLogger()})
 		w.tmpDir = t.TempDir()
 		const reason = "attempts exhausted (1): the process stopped or the lease expired during the last attempt"
 		out := w.exhausted(l, reason)

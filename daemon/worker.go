@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -58,35 +57,21 @@ const pausePoll = 200 * time.Millisecond
 // worker leases one job at a time, runs it through the engine, and commits the outcome
 // (outbox rows included) in the queue's transaction.
 type worker struct {
-	q           workQueue
-	eng         engine
-	arch        archiver // nil without a spool
-	events      func([]byte)
-	node        string
-	jobTimeout  time.Duration
-	maxAttempts int
-	now         func() time.Time
-	log         *slog.Logger
-	tmpDir      string // for staging inline images handed to the archiver
-	// rawMax caps a raw result's JSON (model.raw_max_bytes; 0: the outbox limit);
-	// rawSummary publishes a summary instead of failing the job past it.
-	rawMax     int
-	rawSummary bool
+	workerConfig
+	q    workQueue
+	eng  engine
+	arch archiver // nil without a spool
 
 	reload atomic.Bool // set to swap in a changed model before the next job
 	// reloadWaiters get the outcome of the next reload (or load) attempt.
 	reloadWaiters []chan error
-	// paused, when set, says whether an operator paused the worker: no job is leased.
-	paused    func() bool
-	loaded    atomic.Bool  // the engine has a model; until then no job is leased
-	heartbeat atomic.Int64 // unix nanos of the loop's last sign of life
-	busySince atomic.Int64 // unix nanos the current job started; 0 when idle
+	loaded        atomic.Bool  // the engine has a model; until then no job is leased
+	heartbeat     atomic.Int64 // unix nanos of the loop's last sign of life
+	busySince     atomic.Int64 // unix nanos the current job started; 0 when idle
 
 	mu        sync.Mutex
 	stats     WorkerStats
-	latencies []time.Duration // ring of recent run durations
-	finishes  []time.Time     // ring of recent finish times, for the rate
-	next      int
+	recent    jobTimes
 	reloadErr error
 	loadErr   error     // why the model is not loaded, while it is not
 	nextLoad  time.Time // when to try loading again
@@ -105,18 +90,42 @@ type WorkerStats struct {
 	EngineOKAt time.Time
 }
 
-const latencyRing = 1024
+// workerConfig is the worker's settings; zero fields take the defaults newWorker names.
+type workerConfig struct {
+	node        string
+	jobTimeout  time.Duration
+	maxAttempts int
+	tmpDir      string // for staging inline images handed to the archiver (default: os.TempDir)
+	// rawMax caps a raw result's JSON (model.raw_max_bytes; 0: the outbox limit);
+	// rawSummary publishes a summary instead of failing the job past it.
+	rawMax     int
+	rawSummary bool
+	events     func([]byte) // lifecycle events (default: dropped)
+	// paused, when set, says whether an operator paused the worker: no job is leased.
+	paused func() bool
+	now    func() time.Time // default time.Now
+	log    *slog.Logger     // default: discarded
+}
 
-func newWorker(q workQueue, eng engine, arch archiver, events func([]byte), node string, jobTimeout time.Duration, maxAttempts int, now func() time.Time, log *slog.Logger) *worker {
-	if events == nil {
-		events = func([]byte) {}
+// newWorker makes a worker that leases from q, runs jobs on eng and files spool images
+// with arch (nil without a spool).
+func newWorker(q workQueue, eng engine, arch archiver, cfg workerConfig) *worker {
+	if cfg.events == nil {
+		cfg.events = func([]byte) {}
 	}
-	return &worker{
-		q: q, eng: eng, arch: arch, events: events, node: node,
-		jobTimeout: jobTimeout, maxAttempts: maxAttempts, now: now, log: log,
-		latencies: make([]time.Duration, 0, latencyRing),
-		finishes:  make([]time.Time, 0, latencyRing),
+	if cfg.now == nil {
+		cfg.now = time.Now
 	}
+	if cfg.log == nil {
+		cfg.log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.jobTimeout <= 0 {
+		cfg.jobTimeout = time.Minute
+	}
+	if cfg.maxAttempts < 1 {
+		cfg.maxAttempts = 1
+	}
+	return &worker{workerConfig: cfg, q: q, eng: eng, arch: arch}
 }
 
 // Run processes jobs until ctx is cancelled. A job interrupted by shutdown is left leased:
@@ -536,14 +545,7 @@ func (w *worker) record(run time.Duration, end time.Time, f func(*WorkerStats)) 
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	f(&w.stats)
-	if len(w.latencies) < latencyRing {
-		w.latencies = append(w.latencies, run)
-		w.finishes = append(w.finishes, end)
-	} else {
-		w.latencies[w.next] = run
-		w.finishes[w.next] = end
-		w.next = (w.next + 1) % latencyRing
-	}
+	w.recent.observe(run, end)
 }
 
 func (w *worker) noteError(err error) {
@@ -557,31 +559,20 @@ func (w *worker) noteError(err error) {
 // workerSnapshot is what health reads from the worker.
 type workerSnapshot struct {
 	WorkerStats
-	P50, P90, P99 time.Duration
-	PerMinute     int
-	Busy          time.Duration
-	ReloadErr     error
-	LoadErr       error // the model is not loaded, and why
+	jobTimesSummary
+	Busy      time.Duration
+	ReloadErr error
+	LoadErr   error // the model is not loaded, and why
 }
 
 func (w *worker) snapshot() workerSnapshot {
 	w.mu.Lock()
 	s := workerSnapshot{WorkerStats: w.stats, ReloadErr: w.reloadErr, LoadErr: w.loadErr}
-	lat := append([]time.Duration(nil), w.latencies...)
 	now := w.now()
-	for _, t := range w.finishes {
-		if now.Sub(t) <= time.Minute {
-			s.PerMinute++
-		}
-	}
+	s.jobTimesSummary = w.recent.summary(now)
 	w.mu.Unlock()
 	if b := w.busySince.Load(); b != 0 {
 		s.Busy = now.Sub(time.Unix(0, b))
-	}
-	if len(lat) > 0 {
-		sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-		pick := func(p float64) time.Duration { return lat[int(p*float64(len(lat)-1))] }
-		s.P50, s.P90, s.P99 = pick(0.50), pick(0.90), pick(0.99)
 	}
 	return s
 }

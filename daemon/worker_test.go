@@ -149,7 +149,7 @@ func TestWorkerOutcomes(t *testing.T) {
 			if _, err := q.Enqueue(ctx, queue.NewJob{ID: "job-1", Source: "cam1", Priority: 2, Image: []byte("img"), Meta: map[string]string{"k": "v"}}); err != nil {
 				t.Fatal(err)
 			}
-			w := newWorker(q, &fakeEngine{run: tt.run}, nil, nil, "node1", time.Second, tt.maxAttempts, time.Now, quietLogger())
+			w := newWorker(q, &fakeEngine{run: tt.run}, nil, workerConfig{node: "node1", jobTimeout: time.Second, maxAttempts: tt.maxAttempts, log: quietLogger()})
 			done := make(chan error)
 			go func() { done <- w.Run(ctx) }()
 			res := resultsOf(t, drainOutbox(t, q, tt.wantAttempt+1, 10*time.Second))
@@ -200,7 +200,7 @@ func TestWorkerShutdownLeavesLease(t *testing.T) {
 		<-ctx.Done()
 		return nil, ctx.Err()
 	}}
-	w := newWorker(q, eng, nil, nil, "n", time.Minute, 3, time.Now, quietLogger())
+	w := newWorker(q, eng, nil, workerConfig{node: "n", jobTimeout: time.Minute, maxAttempts: 3, log: quietLogger()})
 	done := make(chan error)
 	go func() { done <- w.Run(ctx) }()
 	<-started
@@ -218,7 +218,7 @@ func TestWorkerAliveAndReload(t *testing.T) {
 	now := time.Unix(1000, 0)
 	clock := func() time.Time { return now }
 	eng := &fakeEngine{}
-	w := newWorker(nil, eng, nil, nil, "n", 10*time.Second, 3, clock, quietLogger())
+	w := newWorker(nil, eng, nil, workerConfig{node: "n", jobTimeout: 10 * time.Second, maxAttempts: 3, now: clock, log: quietLogger()})
 	w.beat()
 	if err := w.Alive(); err != nil {
 		t.Fatalf("fresh worker not alive: %v", err)
