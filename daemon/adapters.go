@@ -15,42 +15,56 @@ import (
 // The adapters below connect packages that never import each other: each declares the
 // small interface it needs, and the daemon maps one to the other here.
 
-// spoolSink turns a claimed spool file into a durable job.
-type spoolSink struct{ d *Daemon }
-
-func (s *spoolSink) Submit(ctx context.Context, it spool.Item) (bool, error) {
-	res, err := s.d.q.Enqueue(ctx, queue.NewJob{
-		ID: it.ID, Priority: it.Priority, Source: it.Source,
-		Meta:      map[string]string{metaSpoolFile: it.Name},
-		ImageFile: it.Path, Deadline: s.d.deadline(time.Time{}),
-	})
-	switch {
-	case errors.Is(err, queue.ErrFull):
-		s.d.pokeHealth()
-		return false, fullError{err, spool.ErrQueueFull}
-	case errors.Is(err, queue.ErrInvalid), spool.IsFileError(err, it.Path):
-		// Retrying cannot help: the job is invalid (say, metadata too large), or the claimed
-		// file itself cannot be read (permission denied, vanished, an I/O error on it: the
-		// error names it.Path). File it as failed, with the reason; the spool goes on. Any
-		// other error (queue closed, its own disk failing) pauses the spool.
-		return false, fmt.Errorf("%w: %w", spool.ErrRefused, err)
-	}
-	if err == nil && !res.Duplicate {
-		s.d.queued(it.ID, it.Source)
-	}
-	return res.Duplicate, err
+// intake is what the two sources share: a new job from a source becomes durable, or the
+// refusal is worded in the source's own sentinels (full: wait and try again; refused:
+// this input can never be taken). Both sinks below go through it.
+type intake struct {
+	d       *Daemon
+	full    error // the transport's queue-full sentinel
+	refused error // the transport's permanent-refusal sentinel
 }
 
-// Admit tells the spool, before it claims a file onto the state disk, whether the queue
-// would take it now (spool.Admitter).
-func (s *spoolSink) Admit(size int64) error {
-	if s.d.paused.get().Intake {
-		return fullError{errIntakePaused, spool.ErrQueueFull}
+// submit enqueues job on q (nil while a full disk keeps the queue from opening).
+// fileError, when set, says whether an error is about the input itself (and so permanent).
+func (in intake) submit(ctx context.Context, q *queue.Queue, job queue.NewJob, fileError func(error) bool) (bool, error) {
+	if q == nil {
+		return false, fullError{errQueueNotOpen, in.full}
 	}
-	err := s.d.q.Admit(size)
+	if in.d.paused.get().Intake {
+		return false, fullError{errIntakePaused, in.full}
+	}
+	res, err := q.Enqueue(ctx, job)
+	switch {
+	case errors.Is(err, queue.ErrFull):
+		in.d.pokeHealth()
+		return false, fullError{err, in.full}
+	case errors.Is(err, queue.ErrInvalid), fileError != nil && fileError(err):
+		// Retrying cannot help: the job is invalid (say, metadata too large), or the input
+		// itself cannot be read. The source files or drops it with the reason and goes on;
+		// any other error (queue closed, its own disk failing) is the source's to wait out.
+		return false, fmt.Errorf("%w: %w", in.refused, err)
+	case err != nil:
+		return false, err
+	}
+	if !res.Duplicate {
+		in.d.queued(job.ID, job.Source)
+	}
+	return res.Duplicate, nil
+}
+
+// admit says, before a source takes input of size bytes onto the state disk, whether
+// the queue would take it now.
+func (in intake) admit(q *queue.Queue, size int64) error {
+	if q == nil {
+		return fullError{errQueueNotOpen, in.full}
+	}
+	if in.d.paused.get().Intake {
+		return fullError{errIntakePaused, in.full}
+	}
+	err := q.Admit(size)
 	if errors.Is(err, queue.ErrFull) {
-		s.d.pokeHealth()
-		return fullError{err, spool.ErrQueueFull}
+		in.d.pokeHealth()
+		return fullError{err, in.full}
 	}
 	return err
 }
@@ -62,32 +76,32 @@ type fullError struct{ err, sentinel error }
 func (e fullError) Error() string   { return e.err.Error() }
 func (e fullError) Unwrap() []error { return []error{e.err, e.sentinel} }
 
-// ingestSink turns an MQTT ingest message into a durable job.
+// spoolSink turns a claimed spool file into a durable job.
+type spoolSink struct{ d *Daemon }
+
+func (s *spoolSink) intake() intake { return intake{s.d, spool.ErrQueueFull, spool.ErrRefused} }
+
+func (s *spoolSink) Submit(ctx context.Context, it spool.Item) (bool, error) {
+	return s.intake().submit(ctx, s.d.q, queue.NewJob{
+		ID: it.ID, Priority: it.Priority, Source: it.Source,
+		Meta:      map[string]string{metaSpoolFile: it.Name},
+		ImageFile: it.Path, Deadline: s.d.deadline(time.Time{}),
+	}, func(err error) bool { return spool.IsFileError(err, it.Path) })
+}
+
+// Admit tells the spool, before it claims a file onto the state disk, whether the queue
+// would take it now (spool.Admitter).
+func (s *spoolSink) Admit(size int64) error { return s.intake().admit(s.d.q, size) }
+
+// ingestSink turns an MQTT ingest message into a durable job. The MQTT client runs
+// before the queue opens when a full disk delays it, hence the queue's atomic pointer.
 type ingestSink struct{ d *Daemon }
 
 func (s *ingestSink) Submit(ctx context.Context, it mqtt.IngestItem) (bool, error) {
-	q := s.d.mqttQueue.Load()
-	if q == nil {
-		return false, fullError{errQueueNotOpen, mqtt.ErrQueueFull}
-	}
-	if s.d.paused.get().Intake {
-		return false, fullError{errIntakePaused, mqtt.ErrQueueFull}
-	}
-	res, err := q.Enqueue(ctx, queue.NewJob{
+	return intake{s.d, mqtt.ErrQueueFull, mqtt.ErrRefused}.submit(ctx, s.d.mqttQueue.Load(), queue.NewJob{
 		ID: it.ID, Priority: it.Priority, Source: it.Source, Meta: it.Meta,
 		Image: it.Image, Deadline: s.d.deadline(it.Deadline),
-	})
-	switch {
-	case errors.Is(err, queue.ErrFull):
-		s.d.pokeHealth()
-		return false, fullError{err, mqtt.ErrQueueFull}
-	case errors.Is(err, queue.ErrInvalid):
-		return false, fmt.Errorf("%w: %w", mqtt.ErrRefused, err)
-	}
-	if err == nil && !res.Duplicate {
-		s.d.queued(it.ID, it.Source)
-	}
-	return res.Duplicate, err
+	}, nil)
 }
 
 // errQueueNotOpen is what the MQTT side meets while a full disk keeps the queue from

@@ -66,7 +66,7 @@ func TestGoldenHealth(t *testing.T) {
 			DiskFree: 10 << 30, DiskReserve: 24 << 20, DiskRefused: 0},
 		worker: workerSnapshot{WorkerStats: WorkerStats{Done: 1000, Retried: 3, Dead: 2, LastError: "job 7d1e attempt 1: image: cannot decode", LastErrorAt: t0.Add(80 * time.Minute),
 			EngineOKAt: t0.Add(89 * time.Minute)},
-			P50: 6 * time.Millisecond, P90: 9 * time.Millisecond, P99: 15 * time.Millisecond, PerMinute: 120},
+			jobTimesSummary: jobTimesSummary{P50: 6 * time.Millisecond, P90: 9 * time.Millisecond, P99: 15 * time.Millisecond, PerMinute: 120}},
 		mqtt: &HealthMQTT{Connected: false, Reconnects: 2, Published: 1004, Refused: 19, Rejected: 3,
 			LastRefused:   `inferq/box-7/ingest/cam1: malformed ingest payload: json envelope: id "xxxx…(5000 bytes)": longer than 128 bytes`,
 			LastRefusedAt: at(85 * time.Minute), LastError: "cannot connect to [tcp://broker:1883]: connection refused", LastErrorAt: at(88 * time.Minute),
