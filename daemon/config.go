@@ -60,6 +60,11 @@ type QueueConfig struct {
 	BackoffBase  time.Duration `yaml:"backoff_base"`
 	BackoffMax   time.Duration `yaml:"backoff_max"`
 	DedupeWindow time.Duration `yaml:"dedupe_window"`
+	// Done jobs' results are kept for `inferq job ID`: the newest ResultsKept (0: none),
+	// within ResultsMaxBytes, for ResultMaxAge (at most dedupe_window).
+	ResultsKept     int           `yaml:"results_kept"`
+	ResultsMaxBytes ByteSize      `yaml:"results_max_bytes"`
+	ResultMaxAge    time.Duration `yaml:"result_max_age"`
 	// DefaultTTL is applied to jobs that carry no deadline of their own; 0 means none.
 	DefaultTTL  time.Duration `yaml:"default_ttl"`
 	SmallDevice bool          `yaml:"small_device"`
@@ -194,14 +199,17 @@ func DefaultConfig() Config {
 		MemoryLimit:   42 << 20,
 		Log:           LogConfig{Level: "info", Format: "auto"},
 		Queue: QueueConfig{
-			MaxJobs:      100000,
-			MaxBytes:     2 << 30,
-			MaxAttempts:  5,
-			LeaseTimeout: 5 * time.Minute,
-			BackoffBase:  time.Second,
-			BackoffMax:   5 * time.Minute,
-			DedupeWindow: 24 * time.Hour,
-			SmallDevice:  true,
+			MaxJobs:         100000,
+			MaxBytes:        2 << 30,
+			MaxAttempts:     5,
+			LeaseTimeout:    5 * time.Minute,
+			BackoffBase:     time.Second,
+			BackoffMax:      5 * time.Minute,
+			DedupeWindow:    24 * time.Hour,
+			ResultsKept:     1000,
+			ResultsMaxBytes: 64 << 20,
+			ResultMaxAge:    24 * time.Hour,
+			SmallDevice:     true,
 		},
 		Worker:  WorkerConfig{JobTimeout: 30 * time.Second},
 		Runtime: RuntimeConfig{Engine: "tflite"},
@@ -475,6 +483,15 @@ func (c *Config) Validate() error {
 		}
 	}
 	positive("queue.max_jobs", int64(q.MaxJobs))
+	if q.ResultsKept < 0 {
+		bad("queue.results_kept", q.ResultsKept, "must be 0 (keep no results) or more")
+	} else if q.ResultsKept > 0 {
+		positive("queue.results_max_bytes", int64(q.ResultsMaxBytes))
+		positive("queue.result_max_age", int64(q.ResultMaxAge))
+		if q.ResultMaxAge > q.DedupeWindow {
+			bad("queue.result_max_age", q.ResultMaxAge, "must not be longer than queue.dedupe_window: a result is shown only for a job still remembered as done")
+		}
+	}
 	positive("queue.max_bytes", int64(q.MaxBytes))
 	positive("queue.max_attempts", int64(q.MaxAttempts))
 	positive("queue.lease_timeout", int64(q.LeaseTimeout))

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strconv"
 	"time"
@@ -167,6 +168,9 @@ func jobView(j queue.JobInfo) control.Job {
 		ImageBytes: j.ImageSize, Metadata: j.Meta}
 	if j.State != "done" {
 		e.ImageSHA = j.ImageSHA256
+	}
+	if len(j.Result) > 0 && json.Valid(j.Result) {
+		e.Result = json.RawMessage(j.Result)
 	}
 	return e
 }

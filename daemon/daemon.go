@@ -135,6 +135,9 @@ func (d *Daemon) Open(ctx context.Context) error {
 	qopts.BackoffBase = cfg.Queue.BackoffBase
 	qopts.BackoffMax = cfg.Queue.BackoffMax
 	qopts.DedupeWindow = cfg.Queue.DedupeWindow
+	qopts.ResultsKept = cfg.Queue.ResultsKept
+	qopts.ResultsMaxBytes = int64(cfg.Queue.ResultsMaxBytes)
+	qopts.ResultMaxAge = cfg.Queue.ResultMaxAge
 	qopts.SmallDevice = cfg.Queue.SmallDevice
 	qopts.DiskReserve = int64(cfg.Queue.DiskReserve)
 	qopts.Now = d.now

@@ -291,6 +291,23 @@ func TestEndToEnd(t *testing.T) {
 	if pr, err := c.PurgeDead(context.Background(), control.DeadRequest{All: true}); err != nil || pr.Count != 1 {
 		t.Fatalf("purge: %+v, %v", pr, err)
 	}
+	// A done job's result is kept: looked up by id after it was published, it is the
+	// published document.
+	for _, r := range res {
+		if r.Status != StatusOK {
+			continue
+		}
+		j, err := c.Job(context.Background(), r.JobID)
+		if err != nil || j.State != "done" {
+			t.Fatalf("job %s: %+v, %v", r.JobID, j, err)
+		}
+		got, _ := json.Marshal(j.Result)
+		var kept ResultMessage
+		if err := json.Unmarshal(got, &kept); err != nil || kept.JobID != r.JobID || kept.Status != StatusOK || kept.Output == nil ||
+			len(kept.Output.Classes) == 0 || kept.Output.Classes[0] != r.Output.Classes[0] {
+			t.Errorf("job %s kept result %s (%v), want the published one (top %+v)", r.JobID, got, err, r.Output.Classes[0])
+		}
+	}
 	if st := d.q.Stats(); st.Dead != 0 {
 		t.Errorf("dead after purge = %d", st.Dead)
 	}

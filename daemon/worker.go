@@ -390,7 +390,7 @@ func (w *worker) encodeResult(msg *ResultMessage, res *infer.Result) (payload, d
 // retrying cannot help: the error is then permanent.
 func (w *worker) ack(ctx context.Context, l *queue.Lease, log *slog.Logger, payload, done []byte) (*queue.Lease, error) {
 	w.finish(ctx, l, log, false, "")
-	next, err := w.q.AckNext(ctx, l, queue.OutboxMsg{Topic: "results/" + l.Job.Source, Payload: payload},
+	next, err := w.q.AckNext(ctx, l, queue.OutboxMsg{Topic: "results/" + l.Job.Source, Payload: payload, Keep: true},
 		queue.OutboxMsg{Topic: "events", Payload: done})
 	w.settleExhausted(ctx)
 	if err != nil {

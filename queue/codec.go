@@ -28,6 +28,7 @@ const (
 	pfxOutbox  = 'o'
 	pfxMeta    = 'm'
 	pfxDamaged = 'z'
+	pfxResult  = 'r' // a done job's kept result (results.go)
 )
 
 var metaSeqKey = []byte("mseq")

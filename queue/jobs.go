@@ -29,6 +29,7 @@ type JobInfo struct {
 	DeadReason string
 	DiedAt     time.Time
 	DoneAt     time.Time // done: when it was acked (within the dedupe window)
+	Result     []byte    // done: the kept result (OutboxMsg.Keep), while retained
 }
 
 // JobFilter selects jobs for Jobs; zero fields select all.
@@ -78,14 +79,18 @@ func (q *Queue) Get(id string) (JobInfo, error) {
 		if err != nil {
 			return err
 		}
-		return item.Value(func(v []byte) error {
+		if err := item.Value(func(v []byte) error {
 			at, ok := decodeDone(v)
 			if !ok || now.UnixNano()-at >= int64(q.opts.DedupeWindow) {
 				return ErrNotFound
 			}
 			info = JobInfo{Job: Job{ID: id}, State: "done", DoneAt: time.Unix(0, at)}
 			return nil
-		})
+		}); err != nil {
+			return err
+		}
+		info.Result, err = q.result(txn, id)
+		return err
 	})
 	if err != nil {
 		if errors.Is(err, ErrNotFound) || errors.Is(err, ErrDamaged) {

@@ -22,10 +22,16 @@ type Options struct {
 	BackoffBase  time.Duration // first retry delay (default 1s); doubles per attempt
 	BackoffMax   time.Duration // retry delay cap (default 5m); jitter is +-20%
 	DedupeWindow time.Duration // how long done ids are remembered (default 24h)
-	InlineMax    int           // images up to this many bytes are kept in Badger (default 4096)
-	CommitWindow time.Duration // longest a commit waits for more concurrent writers (default 2ms)
-	GCInterval   time.Duration // value-log GC ticker in Run (default 5m)
-	SmallDevice  bool          // Badger preset for small devices (see DESIGN.md)
+	// Done jobs' results (OutboxMsg.Keep) are kept for Get while they are among the
+	// ResultsKept most recent (default 1000; 0 keeps none), within ResultsMaxBytes
+	// (default 64 MiB) and younger than ResultMaxAge (default 24h, at most DedupeWindow).
+	ResultsKept     int
+	ResultsMaxBytes int64
+	ResultMaxAge    time.Duration
+	InlineMax       int           // images up to this many bytes are kept in Badger (default 4096)
+	CommitWindow    time.Duration // longest a commit waits for more concurrent writers (default 2ms)
+	GCInterval      time.Duration // value-log GC ticker in Run (default 5m)
+	SmallDevice     bool          // Badger preset for small devices (see DESIGN.md)
 	// DiskReserve is the free space kept on the state file system (disk.go):
 	// below it Enqueue refuses new jobs. 0: what Badger may write unasked (64
 	// MiB with SmallDevice); negative: no reserve.
@@ -79,16 +85,19 @@ const (
 // DefaultOptions returns the defaults for a queue stored under dir.
 func DefaultOptions(dir string) Options {
 	return Options{
-		Dir:          dir,
-		MaxAttempts:  5,
-		LeaseTimeout: 5 * time.Minute,
-		BackoffBase:  time.Second,
-		BackoffMax:   5 * time.Minute,
-		DedupeWindow: 24 * time.Hour,
-		InlineMax:    4096,
-		CommitWindow: 2 * time.Millisecond,
-		GCInterval:   5 * time.Minute,
-		SmallDevice:  true,
+		Dir:             dir,
+		MaxAttempts:     5,
+		LeaseTimeout:    5 * time.Minute,
+		BackoffBase:     time.Second,
+		BackoffMax:      5 * time.Minute,
+		DedupeWindow:    24 * time.Hour,
+		ResultsKept:     1000,
+		ResultsMaxBytes: 64 << 20,
+		ResultMaxAge:    24 * time.Hour,
+		InlineMax:       4096,
+		CommitWindow:    2 * time.Millisecond,
+		GCInterval:      5 * time.Minute,
+		SmallDevice:     true,
 	}
 }
 
@@ -111,6 +120,12 @@ func (o Options) Validate() error {
 		return fmt.Errorf("queue option backoff_max: %s must be at least backoff_base %s", o.BackoffMax, o.BackoffBase)
 	case o.DedupeWindow <= 0:
 		return fmt.Errorf("queue option dedupe_window: %s must be positive", o.DedupeWindow)
+	case o.ResultsKept < 0:
+		return fmt.Errorf("queue option results_kept: %d must not be negative", o.ResultsKept)
+	case o.ResultsKept > 0 && o.ResultsMaxBytes <= 0:
+		return fmt.Errorf("queue option results_max_bytes: %d must be positive", o.ResultsMaxBytes)
+	case o.ResultsKept > 0 && o.ResultMaxAge <= 0:
+		return fmt.Errorf("queue option result_max_age: %s must be positive", o.ResultMaxAge)
 	case o.InlineMax < 0 || o.InlineMax > maxInlineMax:
 		return fmt.Errorf("queue option inline_max: %d must be between 0 and %d", o.InlineMax, maxInlineMax)
 	case o.CommitWindow < 0 || o.CommitWindow > time.Second:

@@ -66,6 +66,10 @@ type memState struct {
 	outCount int
 	expired  uint64
 	damaged  uint64
+	// kept results of done jobs, oldest first (results.go)
+	results     []keptResult
+	resultBytes int64
+	resultAt    map[string]int64 // id -> done time of its kept result
 }
 
 type leaseEntry struct {

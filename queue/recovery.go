@@ -58,7 +58,7 @@ func (q *Queue) checkDiskAtOpen() error {
 func (q *Queue) load(atOpen bool) (map[string]struct{}, error) {
 	now := q.now().UnixNano()
 	old := q.st.leases
-	st := memState{leases: make(map[string]*leaseEntry), token: q.st.token,
+	st := memState{leases: make(map[string]*leaseEntry), resultAt: make(map[string]int64), token: q.st.token,
 		expired: q.st.expired}
 	var blobs map[string]struct{}
 	if atOpen {
@@ -136,6 +136,7 @@ func (q *Queue) load(atOpen bool) (map[string]struct{}, error) {
 			st.seq = max(st.seq, seq)
 		}
 		it.Close()
+		loadResults(txn, &st, q.opts.resultTTL())
 		it = txn.NewIterator(badger.IteratorOptions{Prefix: []byte{pfxDamaged}})
 		for it.Rewind(); it.Valid(); it.Next() {
 			st.damaged++

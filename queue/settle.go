@@ -17,6 +17,9 @@ import (
 type OutboxMsg struct {
 	Topic   string // relative, e.g. "results/cam1"
 	Payload []byte
+	// Keep, in Ack and AckNext, also keeps Payload as the job's result, which Get
+	// returns while it is retained (Options.ResultsKept, ResultsMaxBytes, ResultMaxAge).
+	Keep bool
 }
 
 // deadLocked moves a job to the dead set in b.
@@ -127,7 +130,7 @@ func (q *Queue) ackLocked(l *Lease, out []OutboxMsg) (*batch, error) {
 	if err != nil {
 		return nil, err
 	}
-	b, after := q.join(int64(3+len(out)), 128+outboxSize(out))
+	b, after := q.join(int64(4+maxEvictPerAck+len(out)), 128+2*outboxSize(out))
 	defer q.runLater(&after)
 	b.n++
 	now := q.now().UnixNano()
@@ -137,6 +140,7 @@ func (q *Queue) ackLocked(l *Lease, out []OutboxMsg) (*batch, error) {
 		b.failed = err
 	}
 	q.outboxLocked(b, out, now)
+	q.keepResultsLocked(b, l.Job.ID, out, now)
 	return b, nil
 }
 

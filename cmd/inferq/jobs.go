@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"flag"
@@ -8,9 +9,11 @@ import (
 	"io"
 	"os"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/inferq/inferq/daemon"
 	"github.com/inferq/inferq/daemon/control"
 	"github.com/inferq/inferq/queue"
 )
@@ -100,7 +103,45 @@ func runJob(ctx context.Context, args []string, stdout io.Writer) error {
 	for k, v := range j.Metadata {
 		line("meta "+k, v)
 	}
+	if j.Result != nil {
+		line("result", resultLine(j.Result))
+	} else if j.State == "done" {
+		line("result", "no longer kept (queue.results_kept, result_max_age)")
+	}
 	return tw.Flush()
+}
+
+// resultLine is a kept result document in one line: its status and the model's top answers.
+func resultLine(doc any) string {
+	b, err := json.Marshal(doc)
+	var r daemon.ResultMessage
+	if err == nil {
+		err = json.Unmarshal(b, &r)
+	}
+	if err != nil {
+		return fmt.Sprintf("cannot read: %v", err)
+	}
+	parts := []string{r.Status}
+	if r.Error != "" {
+		parts = append(parts, r.Error)
+	}
+	if o := r.Output; o != nil {
+		for i, c := range o.Classes {
+			if i == 3 {
+				break
+			}
+			parts = append(parts, fmt.Sprintf("%s %.2f", cmp.Or(c.Label, strconv.Itoa(c.Index)), c.Score))
+		}
+		for i, d := range o.Detections {
+			if i == 3 {
+				parts = append(parts, fmt.Sprintf("(%d detections)", len(o.Detections)))
+				break
+			}
+			parts = append(parts, fmt.Sprintf("%s %.2f at %.0f,%.0f", cmp.Or(d.Label, strconv.Itoa(d.Class)), d.Score, d.Box.XMin, d.Box.YMin))
+		}
+	}
+	parts = append(parts, fmt.Sprintf("(run %.1f ms; --json for the whole document)", r.Timings.RunMS))
+	return strings.Join(parts, ", ")
 }
 
 func writeJSONOut(w io.Writer, v any) error {
