@@ -147,5 +147,10 @@ func (e *engineAdapter) Open(ctx context.Context) error { return e.s.Open(ctx) }
 func (e *engineAdapter) Run(ctx context.Context, img []byte) (*infer.Result, error) {
 	return e.s.Run(ctx, img)
 }
-func (e *engineAdapter) Info() infer.ModelInfo            { return e.s.Info() }
-func (e *engineAdapter) Reload(ctx context.Context) error { return e.s.Reload(ctx) }
+func (e *engineAdapter) Info() infer.ModelInfo { return e.s.Info() }
+func (e *engineAdapter) Reload(ctx context.Context, m *infer.ModelConfig) error {
+	if m != nil {
+		return e.s.UseModel(ctx, *m)
+	}
+	return e.s.Reload(ctx)
+}

@@ -105,6 +105,21 @@ type ModelConfig struct {
 	RawOverLimit string `yaml:"raw_over_limit"`
 }
 
+// engineConfig translates the model section for the engine (package infer).
+func (m ModelConfig) engineConfig() infer.ModelConfig {
+	return infer.ModelConfig{
+		Path: m.Path, Labels: m.Labels, Kind: m.Kind, TopK: m.TopK,
+		ScoreThreshold: m.ScoreThreshold, Normalize: m.Normalize,
+		Mean: m.Mean, Std: m.Std, Threads: m.Threads,
+		Delegate: m.Delegate, DelegateOptions: m.DelegateOptions, MaxPixels: m.MaxPixels,
+	}
+}
+
+// update is the model section as the worker applies it at a reload.
+func (m ModelConfig) update() modelUpdate {
+	return modelUpdate{engine: m.engineConfig(), rawMax: int(m.RawMaxBytes), rawSummary: m.RawOverLimit == RawOverLimitSummary}
+}
+
 // What a raw result over model.raw_max_bytes becomes (ModelConfig.RawOverLimit).
 const (
 	RawOverLimitFail    = "fail"

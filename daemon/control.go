@@ -128,11 +128,12 @@ func (b controlBackend) Pause(_ context.Context, what string, paused bool) (cont
 }
 
 func (b controlBackend) Reload(ctx context.Context) (control.ReloadResponse, error) {
-	if err := b.d.Reload(ctx); err != nil {
+	restart, err := b.d.reload(ctx)
+	if err != nil {
 		return control.ReloadResponse{}, control.Errorf(control.ErrRefused, "%v", err)
 	}
 	info := b.d.eng.Info()
-	return control.ReloadResponse{Model: info.Name, SHA256: info.SHA256}, nil
+	return control.ReloadResponse{Model: info.Name, SHA256: info.SHA256, RestartNeeded: restart}, nil
 }
 
 // jobOpError words an operation on one job's failure for the operator.

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strings"
 	"sync"
@@ -31,7 +32,11 @@ type Options struct {
 	EngineCommand []string
 	// EngineEnv is added to the engine child's environment.
 	EngineEnv []string
-	Logger    *slog.Logger
+	// ConfigPath is the file the configuration was read from. When set, a reload
+	// (control API, SIGHUP, systemctl reload) reads it again and applies its model
+	// section; changes elsewhere in it are reported as needing a restart.
+	ConfigPath string
+	Logger     *slog.Logger
 	// Notifier talks to systemd; nil means a notifier reading NOTIFY_SOCKET.
 	Notifier *systemd.Notifier
 	Now      func() time.Time
@@ -68,6 +73,11 @@ type Daemon struct {
 	healthMu sync.Mutex
 	health   Health
 
+	// reloadMu serializes reloads; fileCfg is the configuration as its file said at
+	// start, with the model section of the last reload that applied one.
+	reloadMu sync.Mutex
+	fileCfg  Config
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -93,7 +103,14 @@ func New(cfg Config, opts Options) (*Daemon, error) {
 	if node == "" {
 		node = hostNode()
 	}
-	return &Daemon{cfg: cfg, opts: opts, log: opts.Logger, now: opts.Now, node: node,
+	fileCfg := cfg
+	if opts.ConfigPath != "" {
+		var err error
+		if fileCfg, err = LoadConfig(opts.ConfigPath); err != nil {
+			return nil, err
+		}
+	}
+	return &Daemon{cfg: cfg, opts: opts, log: opts.Logger, now: opts.Now, node: node, fileCfg: fileCfg,
 		notify: opts.Notifier, poke: make(chan struct{}, 1), outNotify: make(chan struct{}, 1)}, nil
 }
 
@@ -158,13 +175,8 @@ func (d *Daemon) Open(ctx context.Context) error {
 		Command: d.opts.EngineCommand,
 		Env:     d.opts.EngineEnv,
 		Runtime: infer.RuntimeConfig{Library: cfg.Runtime.Library, RuntimeDir: cfg.Runtime.Dir},
-		Model: infer.ModelConfig{
-			Path: cfg.Model.Path, Labels: cfg.Model.Labels, Kind: cfg.Model.Kind, TopK: cfg.Model.TopK,
-			ScoreThreshold: cfg.Model.ScoreThreshold, Normalize: cfg.Model.Normalize,
-			Mean: cfg.Model.Mean, Std: cfg.Model.Std, Threads: cfg.Model.Threads,
-			Delegate: cfg.Model.Delegate, DelegateOptions: cfg.Model.DelegateOptions, MaxPixels: cfg.Model.MaxPixels,
-		},
-		Logger: d.log.With("component", "engine"),
+		Model:   cfg.Model.engineConfig(),
+		Logger:  d.log.With("component", "engine"),
 	})
 	if err != nil {
 		return fmt.Errorf("cannot configure engine: %w", err)
@@ -199,7 +211,7 @@ func (d *Daemon) Open(ctx context.Context) error {
 	d.worker = newWorker(q, &engineAdapter{eng}, arch, workerConfig{
 		node: d.node, jobTimeout: cfg.Worker.JobTimeout, maxAttempts: cfg.Queue.MaxAttempts,
 		tmpDir: filepath.Join(cfg.StateDir, "tmp"),
-		rawMax: int(cfg.Model.RawMaxBytes), rawSummary: cfg.Model.RawOverLimit == RawOverLimitSummary,
+		rawMax: cfg.Model.update().rawMax, rawSummary: cfg.Model.update().rawSummary,
 		events: events, paused: func() bool { return d.paused.get().Worker },
 		now: d.now, log: d.log.With("component", "worker"),
 	})
@@ -542,24 +554,86 @@ func (d *Daemon) Health() Health { return d.refreshHealth() }
 
 // requestReload asks the worker to swap in the model file's current content before its
 // next job, without waiting (a change of the model file).
-func (d *Daemon) requestReload() { d.worker.requestReload(); d.pokeHealth() }
+func (d *Daemon) requestReload() { d.worker.requestReload(nil); d.pokeHealth() }
 
 // Reload swaps in the model file's current content before the next job and returns
 // the outcome: nil once the new model serves, the reason when it was refused (the old
 // model keeps serving). systemd hears RELOADING=1 before and READY=1 after.
 func (d *Daemon) Reload(ctx context.Context) error {
+	_, err := d.reload(ctx)
+	return err
+}
+
+// reload is Reload that also says which changed settings wait for a restart. With
+// Options.ConfigPath it reads the file again first: a file that does not load or
+// validate refuses the reload (naming the fields), a changed model section is applied
+// with the model, and other changed sections are returned (and logged) as needing a
+// restart; they keep their running values.
+func (d *Daemon) reload(ctx context.Context) (restart []string, err error) {
+	d.reloadMu.Lock()
+	defer d.reloadMu.Unlock()
 	_ = d.notify.Reloading()
 	defer func() { _ = d.notify.Ready() }()
 	d.log.Info("model reload requested")
-	done := d.worker.requestReload()
-	var err error
+	var u *modelUpdate
+	var next ModelConfig
+	if d.opts.ConfigPath != "" {
+		cfg, err := LoadConfig(d.opts.ConfigPath)
+		if err == nil {
+			err = cfg.Validate()
+		}
+		if err != nil {
+			err = fmt.Errorf("reload refused, nothing changed: %s: %w", d.opts.ConfigPath, err)
+			d.log.Error("cannot reload", "err", err)
+			return nil, err
+		}
+		restart = restartNeeded(d.fileCfg, cfg)
+		if len(restart) > 0 {
+			d.log.Warn("configuration changes that take effect only after a restart", "settings", strings.Join(restart, ", "))
+		}
+		if !reflect.DeepEqual(cfg.Model, d.fileCfg.Model) {
+			next = cfg.Model
+			u = &modelUpdate{}
+			*u = next.update()
+		}
+	}
+	done := d.worker.requestReload(u)
 	select {
 	case err = <-done:
 	case <-ctx.Done():
 		err = fmt.Errorf("reload: no outcome yet (it still happens before the next job): %w", ctx.Err())
 	}
+	if err == nil && u != nil {
+		d.fileCfg.Model = next
+	}
 	d.pokeHealth()
-	return err
+	return restart, err
+}
+
+// restartNeeded lists the settings that differ between the configuration the daemon
+// runs (old, as read from its file) and the file now (new) and that only a restart
+// applies: every section but model, and in model its path's directory and reload (the
+// file watcher is set up at start).
+func restartNeeded(old, new Config) []string {
+	var out []string
+	ov, nv := reflect.ValueOf(old), reflect.ValueOf(new)
+	for i := range ov.NumField() {
+		f := ov.Type().Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if name == "model" || name == "" || name == "-" {
+			continue
+		}
+		if !reflect.DeepEqual(ov.Field(i).Interface(), nv.Field(i).Interface()) {
+			out = append(out, name)
+		}
+	}
+	if filepath.Dir(old.Model.Path) != filepath.Dir(new.Model.Path) {
+		out = append(out, "model.path (its directory is watched for changes from the next start)")
+	}
+	if old.Model.Reload != new.Model.Reload {
+		out = append(out, "model.reload")
+	}
+	return out
 }
 
 // modelDirRetry is how often watchModel looks again for a model directory that is

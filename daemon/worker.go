@@ -33,7 +33,17 @@ type engine interface {
 	Open(ctx context.Context) error
 	Run(ctx context.Context, image []byte) (*infer.Result, error)
 	Info() infer.ModelInfo
-	Reload(ctx context.Context) error
+	// Reload loads the model again; with m set, with those settings from then on (a
+	// failed reload keeps the previous model and settings).
+	Reload(ctx context.Context, m *infer.ModelConfig) error
+}
+
+// modelUpdate is a model section re-read from the configuration file, applied by the
+// worker's next reload or load.
+type modelUpdate struct {
+	engine     infer.ModelConfig
+	rawMax     int
+	rawSummary bool
 }
 
 // loadRetry is how often the worker tries again to load a model that would not load.
@@ -63,6 +73,8 @@ type worker struct {
 	arch archiver // nil without a spool
 
 	reload atomic.Bool // set to swap in a changed model before the next job
+	// update, when set, is a re-read model section the next reload or load applies.
+	update atomic.Pointer[modelUpdate]
 	// reloadWaiters get the outcome of the next reload (or load) attempt.
 	reloadWaiters []chan error
 	loaded        atomic.Bool  // the engine has a model; until then no job is leased
@@ -225,7 +237,15 @@ func (w *worker) tryLoad(ctx context.Context) {
 	if !due && !w.reload.Swap(false) {
 		return
 	}
-	if err := w.eng.Open(ctx); err != nil {
+	var err error
+	if u := w.update.Swap(nil); u != nil {
+		if err = w.eng.Reload(ctx, &u.engine); err == nil {
+			w.rawMax, w.rawSummary = u.rawMax, u.rawSummary
+		}
+	} else {
+		err = w.eng.Open(ctx)
+	}
+	if err != nil {
 		if ctx.Err() == nil {
 			w.setLoadError(err)
 		}
@@ -241,7 +261,15 @@ func (w *worker) tryLoad(ctx context.Context) {
 }
 
 func (w *worker) doReload(ctx context.Context) {
-	err := w.eng.Reload(ctx)
+	u := w.update.Swap(nil)
+	var m *infer.ModelConfig
+	if u != nil {
+		m = &u.engine
+	}
+	err := w.eng.Reload(ctx, m)
+	if err == nil && u != nil {
+		w.rawMax, w.rawSummary = u.rawMax, u.rawSummary
+	}
 	defer w.reloaded(err)
 	w.mu.Lock()
 	w.reloadErr = err
@@ -257,9 +285,13 @@ func (w *worker) doReload(ctx context.Context) {
 	w.log.Info("model reloaded", "model", info.Name, "sha256", info.SHA256)
 }
 
-// requestReload asks for a reload before the next job; the returned channel gets its
-// outcome (nil: the new model serves; an error: the old one still does, or none loaded).
-func (w *worker) requestReload() <-chan error {
+// requestReload asks for a reload before the next job, with u's settings when u is not
+// nil; the returned channel gets its outcome (nil: the new model serves; an error: the
+// old one still does, or none loaded).
+func (w *worker) requestReload(u *modelUpdate) <-chan error {
+	if u != nil {
+		w.update.Store(u)
+	}
 	ch := make(chan error, 1)
 	w.mu.Lock()
 	w.reloadWaiters = append(w.reloadWaiters, ch)

@@ -46,7 +46,7 @@ func (f *fakeEngine) Info() infer.ModelInfo {
 	return infer.ModelInfo{Name: "fake.tflite", SHA256: strings.Repeat("ab", 32)}
 }
 
-func (f *fakeEngine) Reload(context.Context) error {
+func (f *fakeEngine) Reload(context.Context, *infer.ModelConfig) error {
 	f.mu.Lock()
 	f.reloads++
 	f.mu.Unlock()

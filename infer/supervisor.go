@@ -269,6 +269,46 @@ func (s *Supervisor) Reload(ctx context.Context) error {
 	return nil
 }
 
+// UseModel loads the model m describes (a changed model section of the configuration)
+// in a new child, warms it up and swaps it in; from then on m is the configuration
+// restarts and reloads use. It works whether or not a model was loaded before. If the
+// new model does not load, nothing changes: the old model (if any) and its
+// configuration keep serving, and the error is returned.
+func (s *Supervisor) UseModel(ctx context.Context, m ModelConfig) error {
+	m, err := m.withDefaults()
+	if err != nil {
+		return err
+	}
+	s.runMu.Lock()
+	defer s.runMu.Unlock()
+	if s.isClosed() {
+		return newErr(ErrClosed, false, nil, "supervisor is closed")
+	}
+	prev := s.cfg.Model
+	s.cfg.Model = m
+	c, err := s.startChild(ctx)
+	if err != nil {
+		s.cfg.Model = prev
+		s.mu.Lock()
+		s.stats.ReloadFailures++
+		s.mu.Unlock()
+		err = fmt.Errorf("cannot load model %s with the new model settings, keeping the previous ones: %w", m.Path, err)
+		s.setLastError(err)
+		return err
+	}
+	s.mu.Lock()
+	old := s.cur
+	s.cur, s.info, s.opened = c, c.info, true
+	s.stats.Reloads++
+	s.stats.ChildPID = c.pid()
+	s.mu.Unlock()
+	if old != nil {
+		old.stop(2 * time.Second)
+	}
+	s.logger.Info("model loaded with new settings", "model", c.info.Name, "sha256", c.info.SHA256, "child_pid", c.pid())
+	return nil
+}
+
 // Info describes the model in use.
 func (s *Supervisor) Info() ModelInfo {
 	s.mu.Lock()

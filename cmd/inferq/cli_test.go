@@ -143,4 +143,35 @@ mqtt: {enabled: false}
 	if out := must("status"); !strings.Contains(out, "2 done") {
 		t.Fatalf("status:\n%s", out)
 	}
+
+	// Reload reads the file again. A broken file is refused, naming the field; nothing
+	// changes.
+	if err := os.WriteFile(cfgPath, []byte(strings.Replace(cfg, "top_k: 2", "top_k: 2, kind: bogus", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli("reload"); !errors.Is(err, control.ErrRefused) || !strings.Contains(err.Error(), "model.kind") {
+		t.Fatalf("reload of a config with a bad model.kind: %v, want refused naming model.kind", err)
+	}
+	// A changed model section applies with the reload; another changed section is said
+	// to need a restart.
+	changed := strings.Replace(cfg, "top_k: 2", "top_k: 1", 1) + "health: {interval: 7s}\n"
+	if err := os.WriteFile(cfgPath, []byte(changed), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out := must("reload"); !strings.Contains(out, "reloaded: demo") || !strings.Contains(out, "applies after a restart: health") {
+		t.Fatalf("reload after editing model.top_k and health.interval:\n%s", out)
+	}
+	must("enqueue", filepath.Join(imgs, "green.jpg"), "--id", "green-2")
+	testenv.WaitFor(t, "green-2 done", 60*time.Second, func() bool {
+		out, err := cli("job", "green-2")
+		return err == nil && strings.Contains(out, "done")
+	})
+	if err := json.Unmarshal([]byte(must("job", "green-2", "--json")), &j); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(j.Result)
+	var res daemon.ResultMessage
+	if err := json.Unmarshal(b, &res); err != nil || res.Output == nil || len(res.Output.Classes) != 1 || res.Output.Classes[0].Label != "green" {
+		t.Fatalf("result after reload with top_k 1: %s (%v), want one class, green", b, err)
+	}
 }

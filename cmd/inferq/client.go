@@ -180,6 +180,9 @@ func runReload(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stdout, "reloaded: %s sha256:%.12s\n", resp.Model, resp.SHA256)
+	for _, s := range resp.RestartNeeded {
+		fmt.Fprintf(stdout, "changed, applies after a restart: %s\n", s)
+	}
 	return nil
 }
 

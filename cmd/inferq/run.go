@@ -54,6 +54,7 @@ func runDaemon(ctx context.Context, args []string, stderr io.Writer) error {
 	d, err := daemon.New(cfg, daemon.Options{
 		Version:       buildVersion(),
 		EngineCommand: argv,
+		ConfigPath:    *path,
 		Logger:        log,
 	})
 	if err != nil {

@@ -72,6 +72,9 @@ type PauseRequest struct {
 type ReloadResponse struct {
 	Model  string `json:"model"`
 	SHA256 string `json:"sha256"`
+	// RestartNeeded lists changed settings of the configuration file that only a
+	// restart applies; they keep their running values until then.
+	RestartNeeded []string `json:"restart_needed,omitempty"`
 }
 
 // PriorityRequest is the body of POST /v1/jobs/{id}/priority.
