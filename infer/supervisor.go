@@ -141,6 +141,18 @@ func (s *Supervisor) Run(ctx context.Context, image []byte) (*Result, error) {
 		req.Deadline = dl
 	}
 	resp, err := s.call(ctx, c, &req)
+	if err != nil && errors.Is(err, context.Canceled) && ctx.Err() != nil {
+		// The caller gave up (the daemon is stopping): not the engine's failure. The
+		// child was stopped; the next Run starts a new one.
+		s.mu.Lock()
+		if s.cur == c {
+			s.cur = nil
+			s.stats.ChildPID = 0
+		}
+		s.mu.Unlock()
+		s.logger.Info("run abandoned by its caller; engine child stopped", "child_pid", c.pid())
+		return nil, err
+	}
 	if err != nil {
 		// The child is dead or was killed: count it, and bring a new one up now so the
 		// next job does not pay for it.

@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"image/color"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/inferq/inferq/infer/tflite/tflitegen"
+	"github.com/inferq/inferq/internal/testenv"
 )
 
 func newTestSupervisor(t *testing.T, rt RuntimeConfig, model ModelConfig) *Supervisor {
@@ -281,5 +284,34 @@ func TestChildLateResponseDoesNotLeak(t *testing.T) {
 	case <-killed:
 	case <-time.After(10 * time.Second):
 		t.Fatal("kill did not return")
+	}
+}
+
+// TestSupervisorCallerGivesUp: a run whose caller cancels it (the daemon stopping during
+// an inference) is not an engine failure: no ERROR line, no crash or timeout counted,
+// and the next run works on a new child.
+func TestSupervisorCallerGivesUp(t *testing.T) {
+	rt := needRuntime(t)
+	path := writeFile(t, t.TempDir(), "slow.tflite", tflitegen.NewClassifierNet(640, 640, 32, 256, 10, 2).Model())
+	s := newTestSupervisor(t, rt, ModelConfig{Path: path, Threads: 1})
+	var logs testenv.Buffer
+	s.logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	if err := s.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(20*time.Millisecond, cancel) // inside the ~100 ms invoke
+	img := encodePNG(t, solid(8, 8, color.White))
+	if _, err := s.Run(ctx, img); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled run: %v, want context.Canceled", err)
+	}
+	if st := s.Stats(); st.Crashes != 0 || st.Timeouts != 0 {
+		t.Errorf("stats after a cancelled run: %+v, want no crash or timeout", st)
+	}
+	if strings.Contains(logs.String(), "level=ERROR") {
+		t.Errorf("a cancelled run logged an error:\n%s", logs.String())
+	}
+	if _, err := s.Run(context.Background(), img); err != nil {
+		t.Fatalf("run after a cancelled one: %v", err)
 	}
 }
