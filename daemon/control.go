@@ -20,6 +20,12 @@ var _ control.Backend = controlBackend{}
 
 func (b controlBackend) Health() any { return b.d.Health() }
 
+// Watch streams lifecycle events and health changes, the current health first.
+func (b controlBackend) Watch(ctx context.Context) <-chan control.WatchItem {
+	first := control.WatchItem{Type: control.WatchHealth, Data: mustHealthJSON(b.d.Health())}
+	return b.d.hub.subscribe(ctx, &first)
+}
+
 func (b controlBackend) MaxImageBytes() int64 { return int64(b.d.cfg.Spool.MaxFileSize) }
 
 func (b controlBackend) Jobs(_ context.Context, q control.JobsQuery) ([]control.Job, error) {

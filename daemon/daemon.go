@@ -78,6 +78,8 @@ type Daemon struct {
 	reloadMu sync.Mutex
 	fileCfg  Config
 
+	hub watchHub // inferq watch: lifecycle events and health changes
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -212,8 +214,9 @@ func (d *Daemon) Open(ctx context.Context) error {
 		node: d.node, jobTimeout: cfg.Worker.JobTimeout, maxAttempts: cfg.Queue.MaxAttempts,
 		tmpDir: filepath.Join(cfg.StateDir, "tmp"),
 		rawMax: cfg.Model.update().rawMax, rawSummary: cfg.Model.update().rawSummary,
-		events: events, paused: func() bool { return d.paused.get().Worker },
-		now: d.now, log: d.log.With("component", "worker"),
+		events: events, watch: func(ev []byte) { d.hub.publish(control.WatchEvent, ev) },
+		paused: func() bool { return d.paused.get().Worker },
+		now:    d.now, log: d.log.With("component", "worker"),
 	})
 	if err := os.MkdirAll(d.worker.tmpDir, 0o750); err != nil {
 		return fmt.Errorf("cannot create state_dir/tmp: %w", err)
@@ -496,6 +499,7 @@ func (d *Daemon) healthLoop(ctx context.Context) error {
 			publish = true
 			if lastKey != "" {
 				d.log.Info("health changed", "status", h.Status, "problems", strings.Join(h.Problems, "; "))
+				d.hub.publish(control.WatchHealth, mustHealthJSON(h))
 			}
 		}
 		if publish {
@@ -711,16 +715,21 @@ func (d *Daemon) expiredMessages(j queue.Job) []queue.OutboxMsg {
 		Timings: JobTimings{QueuedMS: ms(now.Sub(j.EnqueuedAt)), TotalMS: ms(now.Sub(j.EnqueuedAt))}}
 	payload, _ := json.Marshal(msg)
 	ev := EventMessage{Event: EventExpired, JobID: j.ID, Node: d.node, Source: j.Source, At: now}
+	d.hub.publish(control.WatchEvent, eventJSON(ev)) // (runs as the expiry is committed)
 	return []queue.OutboxMsg{{Topic: "results/" + j.Source, Payload: payload}, {Topic: "events", Payload: eventJSON(ev)}}
 }
 
 // queued announces a new durable job on the events topic (best effort: events about
 // results that matter are in the outbox).
 func (d *Daemon) queued(id, source string) {
-	if d.client == nil {
+	if d.client == nil && !d.hub.watched() {
 		return
 	}
-	d.client.PublishEvent(eventJSON(EventMessage{Event: EventQueued, JobID: id, Node: d.node, Source: source, At: d.now()}))
+	ev := eventJSON(EventMessage{Event: EventQueued, JobID: id, Node: d.node, Source: source, At: d.now()})
+	d.hub.publish(control.WatchEvent, ev)
+	if d.client != nil {
+		d.client.PublishEvent(ev)
+	}
 }
 
 // deadline applies queue.default_ttl to a job that has no deadline of its own.

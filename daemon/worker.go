@@ -112,7 +112,9 @@ type workerConfig struct {
 	// rawSummary publishes a summary instead of failing the job past it.
 	rawMax     int
 	rawSummary bool
-	events     func([]byte) // lifecycle events (default: dropped)
+	events     func([]byte) // the started event, sent as it happens (default: dropped)
+	// watch gets every lifecycle event once it is committed (inferq watch; default: dropped).
+	watch func([]byte)
 	// paused, when set, says whether an operator paused the worker: no job is leased.
 	paused func() bool
 	now    func() time.Time // default time.Now
@@ -124,6 +126,9 @@ type workerConfig struct {
 func newWorker(q workQueue, eng engine, arch archiver, cfg workerConfig) *worker {
 	if cfg.events == nil {
 		cfg.events = func([]byte) {}
+	}
+	if cfg.watch == nil {
+		cfg.watch = func([]byte) {}
 	}
 	if cfg.now == nil {
 		cfg.now = time.Now
@@ -319,7 +324,9 @@ func (w *worker) process(ctx context.Context, l *queue.Lease) *queue.Lease {
 	w.busySince.Store(start.UnixNano())
 	defer w.busySince.Store(0)
 	log := w.log.With("job_id", job.ID, "source", job.Source, "attempt", job.Attempt)
-	w.events(eventJSON(EventMessage{Event: EventStarted, JobID: job.ID, Node: w.node, Source: job.Source, At: start, Attempt: job.Attempt}))
+	started := eventJSON(EventMessage{Event: EventStarted, JobID: job.ID, Node: w.node, Source: job.Source, At: start, Attempt: job.Attempt})
+	w.events(started)
+	w.watch(started)
 
 	img, err := w.q.Image(l)
 	var res *infer.Result
@@ -425,6 +432,9 @@ func (w *worker) ack(ctx context.Context, l *queue.Lease, log *slog.Logger, payl
 	next, err := w.q.AckNext(ctx, l, queue.OutboxMsg{Topic: "results/" + l.Job.Source, Payload: payload, Keep: true},
 		queue.OutboxMsg{Topic: "events", Payload: done})
 	w.settleExhausted(ctx)
+	if err == nil {
+		w.watch(done)
+	}
 	if err != nil {
 		err = fmt.Errorf("cannot ack job %s: %w", l.Job.ID, err)
 		w.noteError(err)
@@ -448,16 +458,19 @@ func (w *worker) settleFailed(ctx context.Context, l *queue.Lease, log *slog.Log
 			w.noteError(fmt.Errorf("cannot nack job %s: %w", job.ID, nerr))
 			return
 		}
+		w.watch(eventJSON(ev))
 		w.record(end.Sub(start), end, func(s *WorkerStats) { s.Retried++ })
 		log.Warn("job failed, will retry", "err", err)
 		return
 	}
 	msg.Status, msg.Output, msg.Error, msg.Permanent = StatusFailed, nil, err.Error(), permanent
 	w.finish(ctx, l, log, true, err.Error())
-	if derr := w.q.Dead(ctx, l, err, w.deadMessages(msg, end)...); derr != nil {
+	out := w.deadMessages(msg, end)
+	if derr := w.q.Dead(ctx, l, err, out...); derr != nil {
 		w.noteError(fmt.Errorf("cannot dead-letter job %s: %w", job.ID, derr))
 		return
 	}
+	w.watch(out[1].Payload)
 	w.record(end.Sub(start), end, func(s *WorkerStats) { s.Dead++ })
 	log.Error("job dead", "err", err, "permanent", permanent)
 }
@@ -525,6 +538,7 @@ func (w *worker) settleExhausted(ctx context.Context) {
 		w.stats.Dead++
 		w.mu.Unlock()
 		w.noteError(fmt.Errorf("job %s: %s", e.l.Job.ID, e.reason))
+		w.watch(eventJSON(EventMessage{Event: EventDead, JobID: e.l.Job.ID, Node: w.node, Source: e.l.Job.Source, At: w.now(), Attempt: e.l.Job.Attempt, Error: e.reason}))
 		log.Error("job dead", "err", e.reason, "permanent", false)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -80,6 +81,13 @@ mqtt: {enabled: false}
 		return err == nil && json.Unmarshal([]byte(out), &h) == nil && h.Model.SHA256 != ""
 	})
 
+	// inferq watch --json, from here to the end.
+	var watched testenv.Buffer
+	wctx, stopWatch := context.WithCancel(ctx)
+	watchDone := make(chan error, 1)
+	go func() { watchDone <- run(wctx, []string{"watch", "--json", "--config", cfgPath}, &watched, io.Discard) }()
+	testenv.WaitFor(t, "watch to show the current health", 10*time.Second, func() bool { return watched.String() != "" })
+
 	// Paused worker: jobs stay queued where the operator can see and steer them.
 	if out := must("pause", "worker"); !strings.Contains(out, "worker paused") {
 		t.Fatalf("pause worker: %q", out)
@@ -142,6 +150,39 @@ mqtt: {enabled: false}
 	}
 	if out := must("status"); !strings.Contains(out, "2 done") {
 		t.Fatalf("status:\n%s", out)
+	}
+
+	// The watcher saw the health change (worker paused) and every job's life, in order.
+	testenv.WaitFor(t, "watch to show red-1 done", 10*time.Second, func() bool {
+		return strings.Contains(watched.String(), `"job_id":"red-1"`) && strings.Contains(watched.String(), `"event":"done","job_id":"red-1"`)
+	})
+	stopWatch()
+	if err := <-watchDone; err != nil {
+		t.Fatalf("watch: %v", err)
+	}
+	var seen []string
+	for _, line := range strings.Split(strings.TrimSpace(watched.String()), "\n") {
+		var it control.WatchItem
+		if err := json.Unmarshal([]byte(line), &it); err != nil {
+			t.Fatalf("watch line %q: %v", line, err)
+		}
+		switch it.Type {
+		case control.WatchHealth:
+			var h daemon.Health
+			_ = json.Unmarshal(it.Data, &h)
+			seen = append(seen, "health "+strings.Join(h.Problems, ";"))
+		case control.WatchEvent:
+			var ev daemon.EventMessage
+			_ = json.Unmarshal(it.Data, &ev)
+			if ev.JobID == "red-1" {
+				seen = append(seen, ev.Event+" "+ev.JobID)
+			}
+		}
+	}
+	got := strings.Join(seen, " | ")
+	if !strings.HasPrefix(got, "health ") || !strings.Contains(got, "worker paused") ||
+		!strings.Contains(got, "queued red-1 | ") || !strings.Contains(got, "started red-1 | done red-1") {
+		t.Fatalf("watched: %s\nwant the health first, a health change naming the paused worker, and red-1 queued, started, done", got)
 	}
 
 	// Reload reads the file again. A broken file is refused, naming the field; nothing

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -184,6 +185,76 @@ func runReload(ctx context.Context, args []string, stdout io.Writer) error {
 		fmt.Fprintf(stdout, "changed, applies after a restart: %s\n", s)
 	}
 	return nil
+}
+
+// runWatch is `inferq watch`: job lifecycle events and health changes as they happen,
+// the current health first, until interrupted or the daemon stops.
+func runWatch(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("watch", flag.ContinueOnError)
+	client := clientFlag(fs)
+	asJSON := fs.Bool("json", false, "print each item as a JSON line")
+	if _, err := parseFlags(fs, args, 0); err != nil {
+		return err
+	}
+	c, err := client()
+	if err != nil {
+		return err
+	}
+	err = c.Watch(ctx, func(it control.WatchItem) error {
+		if *asJSON {
+			return writeJSONLine(stdout, it)
+		}
+		_, err := fmt.Fprintln(stdout, watchLine(it))
+		return err
+	})
+	if errors.Is(err, io.EOF) {
+		return errors.New("the daemon closed the stream (stopping)")
+	}
+	return err
+}
+
+// watchLine renders one watched item for a terminal.
+func watchLine(it control.WatchItem) string {
+	switch it.Type {
+	case control.WatchEvent:
+		var ev daemon.EventMessage
+		if err := json.Unmarshal(it.Data, &ev); err != nil {
+			return "event (unreadable): " + string(it.Data)
+		}
+		line := fmt.Sprintf("%s  %-8s %s", ev.At.Local().Format("15:04:05.000"), ev.Event, ev.JobID)
+		if ev.Source != "" {
+			line += " (" + ev.Source + ")"
+		}
+		if ev.Attempt > 1 {
+			line += fmt.Sprintf(" attempt %d", ev.Attempt)
+		}
+		if ev.Error != "" {
+			line += ": " + ev.Error
+		}
+		return line
+	case control.WatchHealth:
+		var h daemon.Health
+		if err := json.Unmarshal(it.Data, &h); err != nil {
+			return "health (unreadable): " + string(it.Data)
+		}
+		line := fmt.Sprintf("%s  health   %s: %d queued, %d dead, outbox %d", time.Now().Format("15:04:05.000"), h.Status, h.Queue.Depth, h.Queue.Dead, h.Outbox.Depth)
+		if len(h.Problems) > 0 {
+			line += "; " + strings.Join(h.Problems, "; ")
+		}
+		return line
+	case control.WatchDropped:
+		return fmt.Sprintf("%s  (%d items dropped: this watcher fell behind)", time.Now().Format("15:04:05.000"), it.Dropped)
+	}
+	return it.Type + " " + string(it.Data)
+}
+
+func writeJSONLine(w io.Writer, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(append(b, '\n'))
+	return err
 }
 
 // byPriority renders {"5":2,"0":10} as " (p5:2 p0:10)", highest priority first.

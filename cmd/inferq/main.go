@@ -128,7 +128,8 @@ commands:
   pause    [intake|worker|all]    stop taking input / running jobs (kept across restarts)
   resume   [intake|worker|all]    undo pause
   dead     list|retry|purge [--all | ID...]   manage dead-lettered jobs
-  reload   swap in the model file's current content
+  reload   read the config file's model section again and swap in the model (waits for the outcome)
+  watch    [--json]               live tail of job events and health changes (Ctrl-C to stop)
   config   check|print|defaults [--config FILE]
   bench    the whole pipeline against raw engine runs, side by side
   version  print the version
@@ -161,6 +162,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runPause(ctx, cmd, rest, stdout)
 	case "reload":
 		return runReload(ctx, rest, stdout)
+	case "watch":
+		return runWatch(ctx, rest, stdout)
 	case "config":
 		return runConfig(rest, stdout)
 	case "bench":

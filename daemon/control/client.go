@@ -128,6 +128,44 @@ func (c *Client) Reload(ctx context.Context) (ReloadResponse, error) {
 	return out, err
 }
 
+// Watch calls f with each lifecycle event and health change the daemon streams, the
+// current health first, until ctx ends (nil), the daemon stops (io.EOF) or f returns an
+// error (that error).
+func (c *Client) Watch(ctx context.Context, f func(WatchItem) error) error {
+	req, err := http.NewRequestWithContext(ctx, "GET", "http://inferq/v1/watch", nil)
+	if err != nil {
+		return fmt.Errorf("cannot build request: %w", err)
+	}
+	stream := &http.Client{Transport: c.hc.Transport} // no overall timeout: it streams
+	resp, err := stream.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("%w: %w", ErrUnreachable, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		return fromStatus(resp.StatusCode, "inferq answered "+resp.Status)
+	}
+	dec := json.NewDecoder(resp.Body)
+	for {
+		var it WatchItem
+		if err := dec.Decode(&it); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			if errors.Is(err, io.ErrUnexpectedEOF) {
+				err = io.EOF
+			}
+			return err
+		}
+		if err := f(it); err != nil {
+			return err
+		}
+	}
+}
+
 // do sends a request and decodes the JSON answer into out (which may be nil). in is
 // sent as JSON, or as it is when it is an io.Reader.
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {

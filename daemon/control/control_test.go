@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"path/filepath"
 	"strings"
@@ -32,6 +33,15 @@ func (f failing) PurgeDead(context.Context, DeadRequest) (DeadResponse, error) {
 func (f failing) Pause(context.Context, string, bool) (PauseState, error) { return PauseState{}, f.err }
 func (f failing) Reload(context.Context) (ReloadResponse, error)          { return ReloadResponse{}, f.err }
 func (f failing) MaxImageBytes() int64                                    { return 16 }
+
+// Watch sends one health item and one event, then nothing until ctx ends.
+func (f failing) Watch(ctx context.Context) <-chan WatchItem {
+	ch := make(chan WatchItem, 2)
+	ch <- WatchItem{Type: WatchHealth, Data: []byte(`{"status":"ok"}`)}
+	ch <- WatchItem{Type: WatchEvent, Data: []byte(`{"event":"queued"}`)}
+	go func() { <-ctx.Done(); close(ch) }()
+	return ch
+}
 
 func serve(t *testing.T, b Backend) *Client {
 	t.Helper()
@@ -110,6 +120,45 @@ func TestRequestChecks(t *testing.T) {
 	var h map[string]string
 	if err := c.Health(ctx, &h); err != nil || h["status"] != "ok" {
 		t.Errorf("health: %v %v", h, err)
+	}
+}
+
+// TestWatchStreamsUntilStop: items arrive as they are sent, and a server shutting down
+// ends the stream (the client sees io.EOF) instead of holding Run for its grace.
+func TestWatchStreamsUntilStop(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "c.sock")
+	srv, err := Listen(sock, failing{}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan error, 1)
+	go func() { ran <- srv.Run(ctx) }()
+	var got []string
+	watched := make(chan error, 1)
+	go func() {
+		watched <- NewClient(sock).Watch(context.Background(), func(it WatchItem) error {
+			got = append(got, it.Type+" "+string(it.Data))
+			if len(got) == 2 {
+				cancel() // the daemon stops while the watcher is connected
+			}
+			return nil
+		})
+	}()
+	select {
+	case err := <-watched:
+		if !errors.Is(err, io.EOF) {
+			t.Fatalf("watch ended with %v, want io.EOF", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the stream did not end when the server stopped")
+	}
+	if err := <-ran; err != nil {
+		t.Fatal(err)
+	}
+	want := []string{`health {"status":"ok"}`, `event {"event":"queued"}`}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Fatalf("items %q, want %q", got, want)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"time"
 )
 
@@ -33,6 +34,9 @@ type Backend interface {
 	Reload(ctx context.Context) (ReloadResponse, error)
 	// MaxImageBytes bounds an enqueued image.
 	MaxImageBytes() int64
+	// Watch streams lifecycle events and health changes until ctx ends; the channel
+	// is closed then.
+	Watch(ctx context.Context) <-chan WatchItem
 }
 
 // DefaultLimit is how many jobs a listing gives when the request names no limit.
@@ -44,9 +48,9 @@ const maxJSONBody = 1 << 20
 // reloadTimeout bounds how long a reload request waits for the new model.
 const reloadTimeout = 2 * time.Minute
 
-// Handler serves the control API from b.
-func Handler(b Backend) http.Handler {
-	h := &handler{b: b}
+// Handler serves the control API from b. Streams (watch) end when stop is closed.
+func Handler(b Backend, stop <-chan struct{}) http.Handler {
+	h := &handler{b: b, stop: stop}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/health", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, b.Health()) })
 	mux.HandleFunc("GET /v1/jobs", h.jobs)
@@ -60,10 +64,44 @@ func Handler(b Backend) http.Handler {
 	mux.HandleFunc("POST /v1/pause", h.pause(true))
 	mux.HandleFunc("POST /v1/resume", h.pause(false))
 	mux.HandleFunc("POST /v1/reload", h.reload)
+	mux.HandleFunc("GET /v1/watch", h.watch)
 	return mux
 }
 
-type handler struct{ b Backend }
+type handler struct {
+	b    Backend
+	stop <-chan struct{}
+}
+
+// watch streams WatchItems as JSON lines, each flushed as it comes.
+func (h *handler) watch(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	items := h.b.Watch(ctx)
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.WriteHeader(http.StatusOK)
+	flusher, _ := w.(http.Flusher)
+	if flusher != nil {
+		flusher.Flush()
+	}
+	enc := json.NewEncoder(w)
+	for {
+		select {
+		case <-h.stop:
+			return
+		case it, ok := <-items:
+			if !ok {
+				return
+			}
+			if err := enc.Encode(it); err != nil {
+				return
+			}
+			if flusher != nil {
+				flusher.Flush()
+			}
+		}
+	}
+}
 
 func (h *handler) jobs(w http.ResponseWriter, r *http.Request) {
 	limit, ok := limitParam(w, r)
@@ -205,9 +243,11 @@ func writeError(w http.ResponseWriter, err error) {
 
 // Server serves a [Backend] on a unix socket.
 type Server struct {
-	path string
-	ln   net.Listener
-	srv  *http.Server
+	path     string
+	ln       net.Listener
+	srv      *http.Server
+	stop     chan struct{} // closed when shutting down: ends the streams
+	stopOnce sync.Once
 }
 
 // Listen creates the socket at path (and its directory) for b. A socket file left by a
@@ -231,8 +271,9 @@ func Listen(path string, b Backend, log *slog.Logger) (*Server, error) {
 		ln.Close()
 		return nil, fmt.Errorf("cannot set control socket mode: %w", err)
 	}
-	return &Server{path: path, ln: ln, srv: &http.Server{
-		Handler: Handler(b), ReadHeaderTimeout: 5 * time.Second,
+	stop := make(chan struct{})
+	return &Server{path: path, ln: ln, stop: stop, srv: &http.Server{
+		Handler: Handler(b, stop), ReadHeaderTimeout: 5 * time.Second,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}}, nil
 }
@@ -246,6 +287,7 @@ func (s *Server) Run(ctx context.Context) error {
 		defer close(stopped)
 		select {
 		case <-ctx.Done():
+			s.stopOnce.Do(func() { close(s.stop) })
 			sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			defer cancel()
 			_ = s.srv.Shutdown(sctx)
@@ -263,6 +305,7 @@ func (s *Server) Run(ctx context.Context) error {
 
 // Close stops serving at once and removes the socket file.
 func (s *Server) Close() error {
+	s.stopOnce.Do(func() { close(s.stop) })
 	err := s.srv.Close()
 	_ = os.Remove(s.path)
 	if errors.Is(err, http.ErrServerClosed) {

@@ -1,6 +1,9 @@
 package control
 
-import "time"
+import (
+	"encoding/json"
+	"time"
+)
 
 // Job is one job as the control API shows it. Times are omitted when they do not apply
 // to the job's state.
@@ -101,4 +104,18 @@ type EnqueueResponse struct {
 type JobOpResponse struct {
 	ID     string `json:"id"`
 	Status string `json:"status"`
+}
+
+// The types of WatchItem.
+const (
+	WatchEvent   = "event"   // Data: a lifecycle event (queued, started, done, retry, dead, expired)
+	WatchHealth  = "health"  // Data: the health document, first and whenever status or problems change
+	WatchDropped = "dropped" // the watcher fell behind: Dropped items were lost for it
+)
+
+// WatchItem is one line of GET /v1/watch.
+type WatchItem struct {
+	Type    string          `json:"type"`
+	Data    json.RawMessage `json:"data,omitempty"`
+	Dropped int             `json:"dropped,omitempty"`
 }
