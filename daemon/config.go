@@ -43,6 +43,14 @@ type Config struct {
 	Spool   SpoolConfig   `yaml:"spool"`
 	MQTT    MQTTConfig    `yaml:"mqtt"`
 	Health  HealthConfig  `yaml:"health"`
+	Metrics MetricsConfig `yaml:"metrics"`
+}
+
+// MetricsConfig configures the Prometheus endpoint (metrics.go).
+type MetricsConfig struct {
+	Enabled bool `yaml:"enabled"`
+	// Listen is host:port of GET /metrics; loopback by default.
+	Listen string `yaml:"listen"`
 }
 
 // LogConfig selects the slog handler.
@@ -260,7 +268,8 @@ func DefaultConfig() Config {
 			Ingest:         IngestConfig{Enabled: true, MaxPayload: 16 << 20},
 			Embedded:       EmbeddedMQTT{Listen: "127.0.0.1:1883"},
 		},
-		Health: HealthConfig{Interval: 30 * time.Second},
+		Health:  HealthConfig{Interval: 30 * time.Second},
+		Metrics: MetricsConfig{Listen: "127.0.0.1:9464"},
 	}
 }
 
@@ -629,6 +638,11 @@ func (c *Config) Validate() error {
 	}
 	if c.Health.Interval < time.Second {
 		bad("health.interval", c.Health.Interval, "must be at least 1s")
+	}
+	if c.Metrics.Enabled {
+		if err := checkListen(c.Metrics.Listen); err != nil {
+			bad("metrics.listen", strconv.Quote(c.Metrics.Listen), err.Error())
+		}
 	}
 	for _, f := range []struct{ field, path string }{
 		{"model.labels", m.Labels}, {"mqtt.password_file", mq.PasswordFile},

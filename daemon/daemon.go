@@ -57,6 +57,7 @@ type Daemon struct {
 	client  *mqtt.Client
 	worker  *worker
 	control *control.Server
+	metrics *metricsServer // nil unless metrics.enabled
 	notify  *systemd.Notifier
 
 	// mqttQueue is the queue as the MQTT client's adapters see it: nil while a full disk
@@ -67,7 +68,7 @@ type Daemon struct {
 	paused    *pauses // operator's pause of intake and worker, kept in state_dir
 
 	startedAt time.Time
-	seq       atomic.Uint64
+	bseq      *bootSeq // boot id and sequence of availability and health
 	poke      chan struct{}
 
 	healthMu sync.Mutex
@@ -143,6 +144,9 @@ func (d *Daemon) Open(ctx context.Context) error {
 		return err
 	}
 	d.paused = p
+	if d.bseq, err = openBootSeq(cfg.StateDir, d.log); err != nil {
+		return err
+	}
 	if st := p.get(); st.Intake || st.Worker {
 		d.log.Warn("paused by an operator before this start", "intake", st.Intake, "worker", st.Worker)
 	}
@@ -210,13 +214,18 @@ func (d *Daemon) Open(ctx context.Context) error {
 	if d.watcher != nil {
 		arch = d.watcher
 	}
+	if cfg.Metrics.Enabled {
+		if d.metrics, err = listenMetrics(cfg.Metrics.Listen, d.lastHealth, d.log.With("component", "metrics")); err != nil {
+			return err
+		}
+	}
 	d.worker = newWorker(q, &engineAdapter{eng}, arch, workerConfig{
 		node: d.node, jobTimeout: cfg.Worker.JobTimeout, maxAttempts: cfg.Queue.MaxAttempts,
 		tmpDir: filepath.Join(cfg.StateDir, "tmp"),
 		rawMax: cfg.Model.update().rawMax, rawSummary: cfg.Model.update().rawSummary,
 		events: events, watch: func(ev []byte) { d.hub.publish(control.WatchEvent, ev) },
 		paused: func() bool { return d.paused.get().Worker },
-		now:    d.now, log: d.log.With("component", "worker"),
+		now:    d.now, log: d.log.With("component", "worker"), observe: d.observeRun,
 	})
 	if err := os.MkdirAll(d.worker.tmpDir, 0o750); err != nil {
 		return fmt.Errorf("cannot create state_dir/tmp: %w", err)
@@ -298,7 +307,7 @@ func (d *Daemon) setQueue(q *queue.Queue) {
 func (d *Daemon) waitingHealth(cause error) Health {
 	now := d.now()
 	return Health{
-		Seq: d.seq.Add(1), Node: d.node, Version: d.opts.Version, Status: HealthFailing,
+		Seq: d.nextSeq(), BootID: d.bootID(), IntervalS: d.cfg.Health.Interval.Seconds(), Node: d.node, Version: d.opts.Version, Status: HealthFailing,
 		Problems: []string{cause.Error() + ": input is not taken (spool files stay, MQTT ingest is not acknowledged) until space returns"},
 		Time:     now.UTC(), StartedAt: d.startedAt.UTC(), UptimeS: int64(now.Sub(d.startedAt) / time.Second),
 		Queue: HealthQueue{ByPriority: map[string]int{}, Full: true}, Disk: diskFree(d.cfg.StateDir),
@@ -348,7 +357,9 @@ func (d *Daemon) openMQTT(ctx context.Context) error {
 		brokers = []string{"tcp://" + b.Addr()}
 	}
 	clientID := d.cfg.clientID(d.node)
-	c, err := mqtt.New(d.cfg.mqttConfig(d.node, brokers, clientID),
+	mcfg := d.cfg.mqttConfig(d.node, brokers, clientID)
+	mcfg.Birth = func() (string, uint64) { return d.bootID(), d.nextSeq() }
+	c, err := mqtt.New(mcfg,
 		&outboxAdapter{d: d}, &ingestSink{d: d}, d.log.With("component", "mqtt"))
 	if err != nil {
 		return fmt.Errorf("cannot configure mqtt: %w", err)
@@ -400,6 +411,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if d.control != nil {
 		start(&wg, ctx, "control", d.control.Run)
 	}
+	if d.metrics != nil {
+		start(&wg, ctx, "metrics", d.metrics.Run)
+	}
 	if d.cfg.Model.Reload {
 		start(&wg, ctx, "model-watch", d.watchModel)
 	}
@@ -447,6 +461,9 @@ func (d *Daemon) Close() error {
 		if d.control != nil {
 			errs = append(errs, d.control.Close())
 		}
+		if d.metrics != nil {
+			errs = append(errs, d.metrics.Close())
+		}
 		if d.client != nil {
 			errs = append(errs, d.client.Close())
 		}
@@ -461,6 +478,9 @@ func (d *Daemon) Close() error {
 		}
 		if d.q != nil {
 			errs = append(errs, d.q.Close())
+		}
+		if d.bseq != nil {
+			errs = append(errs, d.bseq.Close())
 		}
 		d.closeErr = errors.Join(errs...)
 	})
@@ -534,7 +554,7 @@ func mustHealthJSON(h Health) []byte {
 func (d *Daemon) refreshHealth() Health {
 	es := d.eng.Stats()
 	in := healthInputs{
-		seq: d.seq.Add(1), node: d.node, version: d.opts.Version, now: d.now(), startedAt: d.startedAt,
+		seq: d.nextSeq(), bootID: d.bootID(), interval: d.cfg.Health.Interval, node: d.node, version: d.opts.Version, now: d.now(), startedAt: d.startedAt,
 		model:  d.eng.Info(),
 		engine: engineStats{Restarts: es.Restarts, Crashes: es.Crashes, Timeouts: es.Timeouts, LastError: es.LastError, LastErrorAt: es.LastErrorAt},
 		queue:  d.q.Stats(), worker: d.worker.snapshot(), disk: HealthDisk{Path: d.cfg.StateDir}, alive: d.alive(),

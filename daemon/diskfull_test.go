@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/inferq/inferq/internal/testenv"
+	"github.com/inferq/inferq/transport/mqtt"
 	"github.com/inferq/inferq/transport/mqtt/mqtttest"
 )
 
@@ -58,7 +59,8 @@ func (v *boxView) until(what string, timeout time.Duration, cond func() bool) {
 		topic, payload, _ := strings.Cut(line, " ")
 		switch {
 		case strings.HasSuffix(topic, "/available"):
-			v.avail = payload
+			a, _ := mqtt.ParseAvailability([]byte(payload))
+			v.avail = a.State
 		case strings.HasSuffix(topic, "/health"):
 			var h Health
 			if err := json.Unmarshal([]byte(payload), &h); err != nil {

@@ -388,7 +388,7 @@ func TestKill9Daemon(t *testing.T) {
 				t.Fatalf("after %d of %d results: %v\ndaemon output:\n%s", len(results), want, err, tail(out.String()))
 			}
 			topic, payload, _ := strings.Cut(line, " ")
-			if strings.HasSuffix(topic, "/available") && payload == "offline" {
+			if a, _ := mqtt.ParseAvailability([]byte(payload)); strings.HasSuffix(topic, "/available") && a.State == mqtt.Offline {
 				t.Log("broker announced offline (will)")
 			}
 			if strings.HasSuffix(topic, "/health") {
@@ -447,7 +447,7 @@ func TestKill9Daemon(t *testing.T) {
 	if err := cmd.Wait(); err != nil {
 		t.Errorf("clean stop: %v\n%s", err, tail(out.String()))
 	}
-	sub.WaitFor(t, "inferq/e2e/available stopped", 10*time.Second)
+	waitAvailability(t, sub, "inferq/e2e/available", mqtt.Stopped, 10*time.Second)
 }
 
 // buildInferq builds the real binary into a temporary directory.

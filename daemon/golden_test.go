@@ -53,7 +53,7 @@ func at(d time.Duration) *time.Time { t := t0.Add(d); return &t }
 
 func TestGoldenHealth(t *testing.T) {
 	in := healthInputs{
-		seq: 42, node: "box-7", version: "0.1.0", now: t0.Add(90 * time.Minute), startedAt: t0,
+		seq: 42, bootID: "5f0c8a1e9b7d4c3a2e1f0a9b8c7d6e5f", interval: 30 * time.Second, node: "box-7", version: "0.1.0", now: t0.Add(90 * time.Minute), startedAt: t0,
 		model: infer.ModelInfo{Name: "mobilenet.tflite", SHA256: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", LoadedAt: t0, Runtime: "tflite", Kind: "classification",
 			Version: "2.14.1", Inputs: []infer.TensorInfo{{Name: "input", Type: "uint8", Shape: []int{1, 224, 224, 3}, Scale: 0.0078125, ZeroPoint: 128}},
 			Outputs: []infer.TensorInfo{{Name: "scores", Type: "uint8", Shape: []int{1, 1001}, Scale: 0.00390625}}, Labels: 1001,

@@ -22,7 +22,9 @@ const (
 // Health is the retained JSON document on <prefix>/<node>/health and the answer of
 // `inferq status`. Ages and durations are in seconds or milliseconds as their names say.
 type Health struct {
-	Seq       uint64    `json:"seq"`
+	Seq uint64 `json:"seq"`
+	// BootID is new at every start; Seq grows across restarts (bootseq.go).
+	BootID    string    `json:"boot_id,omitempty"`
 	Node      string    `json:"node"`
 	Version   string    `json:"version"`
 	Status    string    `json:"status"`
@@ -30,6 +32,8 @@ type Health struct {
 	Time      time.Time `json:"time"`
 	StartedAt time.Time `json:"started_at"`
 	UptimeS   int64     `json:"uptime_s"`
+	// IntervalS is health.interval: a document older than a few of them is stale.
+	IntervalS float64 `json:"interval_s"`
 
 	Model  HealthModel  `json:"model"`
 	Engine HealthEngine `json:"engine"`
@@ -183,6 +187,8 @@ type HealthDisk struct {
 // split so the shaping is a pure function that golden files pin.
 type healthInputs struct {
 	seq       uint64
+	bootID    string
+	interval  time.Duration
 	node      string
 	version   string
 	now       time.Time
@@ -251,7 +257,7 @@ func engineHealth(e engineStats, busy time.Duration, okAt time.Time) HealthEngin
 
 func buildHealth(in healthInputs) Health {
 	h := Health{
-		Seq: in.seq, Node: in.node, Version: in.version, Time: in.now.UTC(),
+		Seq: in.seq, BootID: in.bootID, IntervalS: in.interval.Seconds(), Node: in.node, Version: in.version, Time: in.now.UTC(),
 		StartedAt: in.startedAt.UTC(), UptimeS: int64(in.now.Sub(in.startedAt) / time.Second),
 		Model: HealthModel{Name: in.model.Name, SHA256: in.model.SHA256, Kind: in.model.Kind, Runtime: in.model.Runtime, LoadedAt: in.model.LoadedAt.UTC(),
 			Input: in.model.InputConvention, LabelsFormat: in.model.LabelsFormat,

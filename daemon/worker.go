@@ -119,6 +119,8 @@ type workerConfig struct {
 	paused func() bool
 	now    func() time.Time // default time.Now
 	log    *slog.Logger     // default: discarded
+	// observe is told every attempt's run duration (the metrics' histogram; default: none).
+	observe func(run time.Duration)
 }
 
 // newWorker makes a worker that leases from q, runs jobs on eng and files spool images
@@ -592,6 +594,9 @@ func (w *worker) record(run time.Duration, end time.Time, f func(*WorkerStats)) 
 	defer w.mu.Unlock()
 	f(&w.stats)
 	w.recent.observe(run, end)
+	if w.observe != nil {
+		w.observe(run)
+	}
 }
 
 func (w *worker) noteError(err error) {

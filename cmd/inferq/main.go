@@ -8,6 +8,7 @@
 //	inferq reload                   reload the model file
 //	inferq config check|print FILE  validate or show a configuration
 //	inferq bench                    pipeline against raw engine runs, one run
+//	inferq fleet [--watch] [--json] every box on the broker, worst first
 //	inferq version
 package main
 
@@ -132,6 +133,8 @@ commands:
   watch    [--json]               live tail of job events and health changes (Ctrl-C to stop)
   config   check|print|defaults [--config FILE]
   bench    the whole pipeline against raw engine runs, side by side
+  fleet    --broker URL | --config FILE [--watch] [--json] [--strict]   every box on the broker, worst first (exit 1: a box is not online and healthy)
+  fleet cmd NODE VERB [ARG...] --broker URL | --config FILE   send a remote command, wait for the reply
   version  print the version
 `
 
@@ -168,6 +171,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runConfig(rest, stdout)
 	case "bench":
 		return runBench(ctx, rest, stdout, stderr)
+	case "fleet":
+		return runFleet(ctx, rest, stdout)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "inferq", buildVersion())
 		return nil

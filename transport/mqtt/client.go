@@ -136,6 +136,7 @@ type conn struct {
 	lostOnce sync.Once
 	lostErr  error
 	since    time.Time
+	births   births // this connection's online, will and stopped payloads
 }
 
 func (cn *conn) markLost(err error) {
@@ -300,7 +301,7 @@ func (c *Client) connect(ctx context.Context) (*conn, error) {
 	}
 	c.mu.Lock()
 	c.gen++
-	cn := &conn{gen: c.gen, lost: make(chan struct{})}
+	cn := &conn{gen: c.gen, lost: make(chan struct{}), births: newBirths(c.cfg.Birth)}
 	c.mu.Unlock()
 
 	o := paho.NewClientOptions()
@@ -323,7 +324,7 @@ func (c *Client) connect(ctx context.Context) (*conn, error) {
 	// dropped connection is noticed in seconds, not after a batch of 30 s waits.
 	o.SetWriteTimeout(min(c.cfg.PublishTimeout, writeWait))
 	o.SetTLSConfig(tc)
-	o.SetBinaryWill(c.base+"available", []byte(Offline), 1, true)
+	o.SetBinaryWill(c.base+"available", cn.births.offline, 1, true)
 	if c.cfg.Username != "" {
 		o.SetUsername(c.cfg.Username)
 		o.SetPassword(pw)
@@ -385,7 +386,7 @@ func (c *Client) adopt(cn *conn) bool {
 	c.resolved(errConnect, errPublish)
 	c.log.Info("mqtt connected", "client_id", c.cfg.ClientID, "generation", cn.gen)
 
-	cn.cl.Publish(c.base+"available", 1, true, []byte(Online))
+	cn.cl.Publish(c.base+"available", 1, true, cn.births.online)
 	if health != nil {
 		cn.cl.Publish(c.base+"health", 1, true, health)
 	}
@@ -633,7 +634,7 @@ func (c *Client) Close() error {
 	c.mu.Unlock()
 	c.cancel()
 	if cn != nil && !cn.isLost() {
-		tok := cn.cl.Publish(c.base+"available", 1, true, []byte(Stopped))
+		tok := cn.cl.Publish(c.base+"available", 1, true, cn.births.stopped)
 		select {
 		case <-tok.Done():
 			if err := tok.Error(); err != nil {

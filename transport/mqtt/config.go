@@ -72,6 +72,10 @@ type Config struct {
 	SourcePriority  map[string]int
 	// OutboxBatch is how many outbox rows are in flight at once.
 	OutboxBatch int
+	// Birth, when set, is called before every connection attempt: its boot id and
+	// sequence number go, as JSON (Availability), into that connection's online, offline
+	// (will) and stopped payloads. Without it they are the bare words.
+	Birth func() (bootID string, seq uint64)
 }
 
 func (c *Config) setDefaults() {
