@@ -10,6 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
+
+	"github.com/inferq/inferq/internal/logkey"
 )
 
 func newBlobName() string {
@@ -113,6 +115,6 @@ func copyFile(src, dst string) (*os.File, error) {
 
 func (q *Queue) removeBlob(name string) {
 	if err := os.Remove(filepath.Join(q.blobDir, name)); err != nil && !os.IsNotExist(err) {
-		q.log.Warn("queue cannot remove blob", "blob", name, "err", err)
+		q.log.Warn("queue cannot remove blob", "blob", name, logkey.Err, err)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	badger "github.com/dgraph-io/badger/v4"
+	"github.com/inferq/inferq/internal/logkey"
 )
 
 // batch is one group commit: the operations of many callers in one Badger
@@ -110,9 +111,9 @@ func (q *Queue) commitLocked() []func() {
 	q.cur = q.newBatch(rec)
 	if err != nil {
 		b.err = fmt.Errorf("cannot commit queue batch: %w", err)
-		q.log.Error("queue commit failed, reloading state from disk", "err", err, "ops", b.n)
+		q.log.Error("queue commit failed, reloading state from disk", logkey.Err, err, "ops", b.n)
 		if _, lerr := q.load(false); lerr != nil {
-			q.log.Error("queue reload failed", "err", lerr)
+			q.log.Error("queue reload failed", logkey.Err, lerr)
 		}
 		q.broadcastLocked()
 		b.after = nil

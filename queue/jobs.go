@@ -14,6 +14,7 @@ import (
 	"time"
 
 	badger "github.com/dgraph-io/badger/v4"
+	"github.com/inferq/inferq/internal/logkey"
 )
 
 // ErrNotFound is returned by Get for an id the queue neither holds nor
@@ -280,7 +281,7 @@ func (q *Queue) Cancel(ctx context.Context, id string) error {
 			q.st.delayed.removeFunc(func(d delayedEntry) bool { return d.e.id == id })
 		}
 		q.removeJobLocked(b, id, rec)
-		q.log.Info("queue job cancelled", "job_id", id)
+		q.log.Info("queue job cancelled", logkey.JobID, id)
 		return true, nil
 	})
 }

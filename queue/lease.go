@@ -15,6 +15,7 @@ import (
 	"time"
 
 	badger "github.com/dgraph-io/badger/v4"
+	"github.com/inferq/inferq/internal/logkey"
 )
 
 // Job is a stored job as handed out by Lease.
@@ -155,7 +156,7 @@ func (q *Queue) leaseLocked(b *batch) leaseStep {
 			switch {
 			case rec.Deadline != 0 && now > rec.Deadline:
 				q.st.expired++
-				q.log.Info("queue job expired", "job_id", e.id, "deadline", time.Unix(0, rec.Deadline))
+				q.log.Info("queue job expired", logkey.JobID, e.id, "deadline", time.Unix(0, rec.Deadline))
 				var out []OutboxMsg
 				if q.opts.OnExpired != nil {
 					out = q.opts.OnExpired(jobOf(e.id, rec))
@@ -169,7 +170,7 @@ func (q *Queue) leaseLocked(b *batch) leaseStep {
 				} else if rec.LastError != "" {
 					reason += ": " + rec.LastError
 				}
-				q.log.Debug("queue job dead-lettered", "job_id", e.id, "reason", reason) // the worker logs it
+				q.log.Debug("queue job dead-lettered", logkey.JobID, e.id, "reason", reason) // the worker logs it
 				var out []OutboxMsg
 				if q.opts.OnExhausted != nil {
 					out = q.opts.OnExhausted(&Lease{Job: jobOf(e.id, rec), rec: rec}, reason)
@@ -203,7 +204,7 @@ func (q *Queue) readRecord(b *batch, id string) (*record, error) {
 	key := idKey(pfxJob, id)
 	item, err := b.txn.Get(key)
 	if errors.Is(err, badger.ErrKeyNotFound) {
-		q.log.Error("queue index names a missing job", "job_id", id)
+		q.log.Error("queue index names a missing job", logkey.JobID, id)
 		return nil, nil
 	}
 	if err != nil {
@@ -217,7 +218,7 @@ func (q *Queue) readRecord(b *batch, id string) (*record, error) {
 	if derr == nil {
 		return rec, nil
 	}
-	q.log.Error("queue record damaged, set aside", "job_id", id, "err", derr, "size", len(val))
+	q.log.Error("queue record damaged, set aside", logkey.JobID, id, logkey.Err, derr, "size", len(val))
 	q.st.seq++
 	b.n++
 	if err := b.set(damagedKey(q.st.seq, key), val); err != nil {

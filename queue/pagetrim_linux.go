@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/inferq/inferq/internal/logkey"
 	"golang.org/x/sys/unix"
 )
 
@@ -111,7 +112,7 @@ func (t *pageTrimmer) run() {
 		base = min(base, rss)
 		if rss-base >= trimSlack {
 			if err := t.trim(); err != nil {
-				t.log.Debug("queue: not trimming mapped database pages", "err", err)
+				t.log.Debug("queue: not trimming mapped database pages", logkey.Err, err)
 				return
 			}
 			t.trims.Add(1)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	badger "github.com/dgraph-io/badger/v4"
+	"github.com/inferq/inferq/internal/logkey"
 )
 
 // Queue is a durable priority queue. Its methods are safe for concurrent use.
@@ -153,7 +154,7 @@ func Open(opts Options) (*Queue, error) {
 		// Started after load so that Open's scan of the records is not slowed.
 		q.trimmer = startPageTrimmer(bo.Dir, q.log)
 	}
-	q.log.Info("queue opened", "dir", opts.Dir, "jobs", q.st.jobs, "dead", q.st.dead,
+	q.log.Info("queue opened", logkey.Dir, opts.Dir, "jobs", q.st.jobs, "dead", q.st.dead,
 		"outbox", q.st.outCount, "bytes", q.st.bytes, "damaged", q.st.damaged)
 	return q, nil
 }

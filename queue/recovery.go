@@ -13,6 +13,7 @@ import (
 	"time"
 
 	badger "github.com/dgraph-io/badger/v4"
+	"github.com/inferq/inferq/internal/logkey"
 )
 
 // checkDiskAtOpen makes sure Open has room to write (see disk.go): when the
@@ -28,13 +29,13 @@ func (q *Queue) checkDiskAtOpen() error {
 		ballast: filepath.Join(q.opts.Dir, "ballast"), now: time.Now, log: q.log.Warn}
 	d, err := q.disk.look(true)
 	if err != nil {
-		q.log.Warn("queue cannot tell free disk space; no reserve is kept", "err", err)
+		q.log.Warn("queue cannot tell free disk space; no reserve is kept", logkey.Err, err)
 		return nil
 	}
 	if d.fsType != "" {
 		q.volatile = d.fsType
 		q.log.Error("queue state is on a volatile file system: nothing queued survives a reboot or power cut",
-			"dir", q.opts.Dir, "fs", d.fsType)
+			logkey.Dir, q.opts.Dir, "fs", d.fsType)
 	}
 	need := q.disk.openNeed
 	if q.disk.reserve == 0 {
@@ -248,7 +249,7 @@ func (q *Queue) openJournal() error {
 	if errors.Is(err, ErrDamaged) {
 		aside := fmt.Sprintf("%s.damaged-%d", path, q.now().Unix())
 		q.log.Error("queue journal damaged, set aside; commits since the last checkpoint may be missing",
-			"path", path, "aside", aside, "err", err)
+			logkey.Path, path, "aside", aside, logkey.Err, err)
 		if rerr := os.Rename(path, aside); rerr != nil {
 			return fmt.Errorf("cannot set damaged queue journal aside: %w", rerr)
 		}

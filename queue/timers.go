@@ -9,6 +9,7 @@ import (
 	"time"
 
 	badger "github.com/dgraph-io/badger/v4"
+	"github.com/inferq/inferq/internal/logkey"
 )
 
 // Run expires leases, wakes delayed jobs and runs value-log GC until ctx is
@@ -57,7 +58,7 @@ func (q *Queue) keepBallast() {
 		q.opts.testBallast()
 	}
 	if err := q.disk.keepBallast(); err != nil {
-		q.log.Warn("queue ballast file", "err", err)
+		q.log.Warn("queue ballast file", logkey.Err, err)
 	}
 }
 
@@ -72,7 +73,7 @@ func (q *Queue) runGC() {
 		}
 		if err := q.db.RunValueLogGC(0.5); err != nil {
 			if !errors.Is(err, badger.ErrNoRewrite) && !errors.Is(err, badger.ErrRejected) {
-				q.log.Warn("queue value-log GC failed", "err", err)
+				q.log.Warn("queue value-log GC failed", logkey.Err, err)
 			}
 			break
 		}
@@ -81,7 +82,7 @@ func (q *Queue) runGC() {
 		q.mu.Lock()
 		if !q.closed {
 			if err := q.checkpointLocked(); err != nil {
-				q.log.Error("queue checkpoint after value-log GC failed", "err", err)
+				q.log.Error("queue checkpoint after value-log GC failed", logkey.Err, err)
 			}
 		}
 		q.mu.Unlock()
@@ -99,7 +100,7 @@ func (q *Queue) promoteLocked(now int64) {
 		if l.deadline <= now {
 			delete(q.st.leases, id)
 			q.st.ready[l.rec.Priority].push(entry{seq: l.rec.Seq, enq: l.rec.EnqueuedAt, id: id})
-			q.log.Warn("queue lease expired, job returned", "job_id", id, "attempt", l.rec.Attempt)
+			q.log.Warn("queue lease expired, job returned", logkey.JobID, id, logkey.Attempt, l.rec.Attempt)
 			woke = true
 		}
 	}

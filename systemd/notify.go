@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/inferq/inferq/internal/logkey"
 	"golang.org/x/sys/unix"
 )
 
@@ -157,7 +158,7 @@ func (n *Notifier) Run(ctx context.Context, alive func() error) error {
 	withheld := false
 	for ctx.Err() == nil {
 		if err := alive(); err != nil {
-			n.logger.Error("daemon not alive, withholding systemd watchdog ping", "error", err)
+			n.logger.Error("daemon not alive, withholding systemd watchdog ping", logkey.Err, err)
 			withheld = true
 		} else {
 			if withheld {
@@ -165,7 +166,7 @@ func (n *Notifier) Run(ctx context.Context, alive func() error) error {
 				withheld = false
 			}
 			if err := n.Watchdog(); err != nil {
-				n.logger.Warn("cannot send systemd watchdog ping", "error", err)
+				n.logger.Warn("cannot send systemd watchdog ping", logkey.Err, err)
 			}
 		}
 		select {

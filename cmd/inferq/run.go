@@ -13,6 +13,7 @@ import (
 
 	"github.com/inferq/inferq/daemon"
 	"github.com/inferq/inferq/infer"
+	"github.com/inferq/inferq/internal/logkey"
 	"github.com/inferq/inferq/systemd"
 )
 
@@ -62,7 +63,7 @@ func runDaemon(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	defer d.Close()
 	if err := d.Open(ctx); err != nil {
-		log.Error("cannot start", "err", err)
+		log.Error("cannot start", logkey.Err, err)
 		return err
 	}
 	hup := make(chan os.Signal, 1)
@@ -75,17 +76,17 @@ func runDaemon(ctx context.Context, args []string, stderr io.Writer) error {
 				return
 			case <-hup:
 				if err := d.Reload(ctx); err != nil {
-					log.Error("reload on SIGHUP refused; the previous model keeps serving", "err", err)
+					log.Error("reload on SIGHUP refused; the previous model keeps serving", logkey.Err, err)
 				}
 			}
 		}
 	}()
 	if err := d.Run(ctx); err != nil {
-		log.Error("stopped with error", "err", err)
+		log.Error("stopped with error", logkey.Err, err)
 		return err
 	}
 	if err := d.Close(); err != nil {
-		log.Error("cannot close cleanly", "err", err)
+		log.Error("cannot close cleanly", logkey.Err, err)
 		return err
 	}
 	log.Info("inferq stopped")

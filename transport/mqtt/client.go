@@ -16,6 +16,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/eclipse/paho.mqtt.golang/packets"
 
+	"github.com/inferq/inferq/internal/logkey"
 	"github.com/inferq/inferq/internal/textutil"
 )
 
@@ -204,7 +205,7 @@ func (c *Client) Open(ctx context.Context) error {
 		if errors.Is(err, ErrNotAuthorized) {
 			return fmt.Errorf("mqtt: %w", err)
 		}
-		c.log.Warn("mqtt broker not reachable, will retry", "err", err)
+		c.log.Warn("mqtt broker not reachable, will retry", logkey.Err, err)
 		return nil
 	}
 	c.adopt(cn)
@@ -239,7 +240,7 @@ func (c *Client) Run(ctx context.Context) error {
 				c.setErr(errConnect, err)
 				d := backoff(attempt, c.cfg.ReconnectMin, c.cfg.ReconnectMax)
 				attempt++
-				c.log.Warn("cannot connect to mqtt broker", "err", err, "retry_in", d.Round(time.Millisecond))
+				c.log.Warn("cannot connect to mqtt broker", logkey.Err, err, "retry_in", d.Round(time.Millisecond))
 				select {
 				case <-ctx.Done():
 				case <-time.After(d):
@@ -266,7 +267,7 @@ func (c *Client) Run(ctx context.Context) error {
 			// attempt so a fleet does not reconnect in lock-step.
 			d := backoff(attempt, c.cfg.ReconnectMin, c.cfg.ReconnectMax)
 			attempt++
-			c.log.Warn("mqtt connection lost", "err", cn.lostErr, "retry_in", d.Round(time.Millisecond))
+			c.log.Warn("mqtt connection lost", logkey.Err, cn.lostErr, "retry_in", d.Round(time.Millisecond))
 			cn.cl.Disconnect(0)
 			select {
 			case <-ctx.Done():
@@ -610,7 +611,7 @@ func (c *Client) resolved(kinds ...errKind) {
 }
 
 func (c *Client) outboxErr(kind errKind, err error) {
-	c.log.Error("mqtt outbox", "err", textutil.ClipMessage(err.Error()))
+	c.log.Error("mqtt outbox", logkey.Err, textutil.ClipMessage(err.Error()))
 	c.mu.Lock()
 	c.stats.OutboxErrors++
 	c.mu.Unlock()
@@ -675,7 +676,7 @@ type ingestEvent struct {
 func (c *Client) event(ev ingestEvent) {
 	b, err := c.eventJSON(ev)
 	if err != nil {
-		c.log.Error("cannot encode event", "err", err)
+		c.log.Error("cannot encode event", logkey.Err, err)
 		return
 	}
 	c.PublishEvent(b)
@@ -744,7 +745,7 @@ func (c *Client) handleIngest(cn *conn, m paho.Message) {
 		c.setErr(errIngest, err)
 		if !announced {
 			announced = true
-			c.log.Warn("ingest message not queued, retrying", "job_id", textutil.Clip(it.ID), "source", textutil.Clip(it.Source), "err", textutil.ClipMessage(err.Error()))
+			c.log.Warn("ingest message not queued, retrying", logkey.JobID, textutil.Clip(it.ID), logkey.Source, textutil.Clip(it.Source), logkey.Err, textutil.ClipMessage(err.Error()))
 			c.event(ingestEvent{ID: it.ID, Source: it.Source, Topic: m.Topic(), Size: len(payload), Reason: err.Error(), Retry: true})
 		}
 		select {
@@ -802,7 +803,7 @@ func matchFilter(filter, topic string) bool {
 // reason and says why in a "rejected" event.
 func (c *Client) refuse(m paho.Message, it IngestItem, err error) {
 	topic, reason := textutil.Clip(m.Topic()), textutil.ClipMessage(err.Error())
-	c.log.Warn("ingest message refused", "topic", topic, "size", len(m.Payload()), "job_id", textutil.Clip(it.ID), "err", reason)
+	c.log.Warn("ingest message refused", "topic", topic, "size", len(m.Payload()), logkey.JobID, textutil.Clip(it.ID), logkey.Err, reason)
 	c.mu.Lock()
 	c.stats.Refused++
 	c.stats.LastRefused, c.stats.LastRefusedAt = textutil.ClipMessage(topic+": "+reason), c.now()

@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/inferq/inferq/internal/logkey"
 	"github.com/inferq/inferq/internal/textutil"
 )
 
@@ -119,7 +120,7 @@ func (w *Watcher) recoverJournals() error {
 		b, err := os.ReadFile(p)
 		var j journal
 		if err != nil || json.Unmarshal(b, &j) != nil {
-			w.log.Warn("unreadable claim journal removed", "path", p)
+			w.log.Warn("unreadable claim journal removed", logkey.Path, p)
 			os.Remove(p)
 			continue
 		}
@@ -271,7 +272,7 @@ func cutName(id, name string) string {
 // lets a changed file start afresh. It reports whether the file was moved.
 func (w *Watcher) refuse(path string, it Item, reason string, fi os.FileInfo) bool {
 	reason = textutil.ClipMessage(reason)
-	w.log.Warn("spool file refused", "path", textutil.Clip(path), "job_id", it.ID, "reason", reason)
+	w.log.Warn("spool file refused", logkey.Path, textutil.Clip(path), logkey.JobID, it.ID, "reason", reason)
 	w.mu.Lock()
 	w.stats.Refused++
 	w.stats.LastRefused = textutil.Clip(it.Source+"/"+it.Name) + ": " + reason
@@ -337,7 +338,7 @@ func (w *Watcher) Archive(ctx context.Context, o Outcome) error {
 		w.stats.LastArchiveError, w.stats.LastArchiveErrorAt = msg, w.now()
 		n := w.stats.ArchiveFailures
 		w.mu.Unlock()
-		w.log.Warn("cannot archive spool file", "job_id", textutil.Clip(o.ID), "failed", o.Failed, "archive_failures", n, "err", msg)
+		w.log.Warn("cannot archive spool file", logkey.JobID, textutil.Clip(o.ID), "failed", o.Failed, "archive_failures", n, logkey.Err, msg)
 		return err
 	}
 	return nil

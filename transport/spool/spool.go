@@ -18,6 +18,7 @@ import (
 
 	"github.com/fsnotify/fsnotify"
 
+	"github.com/inferq/inferq/internal/logkey"
 	"github.com/inferq/inferq/internal/textutil"
 )
 
@@ -327,10 +328,10 @@ func (w *Watcher) Open() error {
 	}
 	w.fsw = fsw
 	if c, err := newCompletions(); err != nil {
-		w.log.Warn("spool: files are taken by the settle rule alone", "err", err)
+		w.log.Warn("spool: files are taken by the settle rule alone", logkey.Err, err)
 	} else if err := c.add(w.cfg.Dir); err != nil {
 		c.close()
-		w.log.Warn("spool: files are taken by the settle rule alone", "err", err)
+		w.log.Warn("spool: files are taken by the settle rule alone", logkey.Err, err)
 	} else {
 		w.complete = c
 	}
@@ -368,7 +369,7 @@ func (w *Watcher) Stats() Stats {
 
 func (w *Watcher) setErr(err error) {
 	msg := textutil.ClipMessage(err.Error())
-	w.log.Error("spool", "err", msg)
+	w.log.Error("spool", logkey.Err, msg)
 	w.mu.Lock()
 	w.stats.LastError, w.stats.LastErrorAt = msg, w.now()
 	w.mu.Unlock()
@@ -503,7 +504,7 @@ func (w *Watcher) completed(path string) bool {
 
 func (w *Watcher) watchSource(dir string) {
 	if err := validSource(filepath.Base(dir)); err != nil {
-		w.log.Warn("spool sub-directory ignored", "dir", dir, "err", err)
+		w.log.Warn("spool sub-directory ignored", logkey.Dir, dir, logkey.Err, err)
 		return
 	}
 	w.mu.Lock()
@@ -518,7 +519,7 @@ func (w *Watcher) watchSource(dir string) {
 	c := w.complete
 	w.mu.Unlock()
 	if err := c.add(dir); err != nil {
-		w.log.Warn("spool: files in this source are taken by the settle rule alone", "dir", dir, "err", err)
+		w.log.Warn("spool: files in this source are taken by the settle rule alone", logkey.Dir, dir, logkey.Err, err)
 	}
 }
 
@@ -746,7 +747,7 @@ func (w *Watcher) claimFailed(path string, it Item, fi os.FileInfo, err error) {
 		w.refuse(it.Path, it, "not a regular file when claimed", nil)
 	case errors.Is(err, fs.ErrNotExist) && gone(path):
 		w.forget(path)
-		w.log.Info("spool file vanished before it was taken", "path", textutil.Clip(path))
+		w.log.Info("spool file vanished before it was taken", logkey.Path, textutil.Clip(path))
 	case w.claimFileError(err, path):
 		w.forget(path)
 		w.refuse(path, it, err.Error(), fi)
@@ -837,7 +838,7 @@ func (w *Watcher) retryStuck(now time.Time) {
 				w.mu.Unlock()
 				continue
 			}
-			w.log.Info("refused spool file moved to the failed directory", "path", textutil.Clip(path), "job_id", st.it.ID)
+			w.log.Info("refused spool file moved to the failed directory", logkey.Path, textutil.Clip(path), logkey.JobID, st.it.ID)
 		}
 		w.mu.Lock()
 		if w.stuck[path] == st {
@@ -885,7 +886,7 @@ func (w *Watcher) noteWaiting(now time.Time) {
 	w.stats.Waiting, w.stats.WaitingEmpty, w.stats.OldestWaiting = n, empty, oldest
 	w.mu.Unlock()
 	for _, f := range fresh {
-		w.log.Warn("spool file waiting longer than settle_time", "path", textutil.Clip(f.path), "size", f.size, "age", f.age.Round(time.Millisecond), "why", f.why)
+		w.log.Warn("spool file waiting longer than settle_time", logkey.Path, textutil.Clip(f.path), "size", f.size, "age", f.age.Round(time.Millisecond), "why", f.why)
 	}
 }
 
@@ -966,7 +967,7 @@ func (w *Watcher) pause(err error, id string) {
 	msg := textutil.ClipMessage(err.Error())
 	w.mu.Lock()
 	if !w.blocked {
-		w.log.Warn("spool paused: queue not taking files", "err", msg, "job_id", id)
+		w.log.Warn("spool paused: queue not taking files", logkey.Err, msg, logkey.JobID, id)
 	}
 	w.blocked, w.stats.Full = true, full
 	w.stats.LastError, w.stats.LastErrorAt, w.pauseErr = msg, w.now(), msg
