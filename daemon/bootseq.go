@@ -11,6 +11,8 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+
+	"github.com/inferq/inferq/internal/logkey"
 )
 
 // Every availability and health message carries the box's boot id (new at each start)
@@ -150,7 +152,7 @@ func (s *bootSeq) reserve() error {
 func (s *bootSeq) reserveOrLog() {
 	if err := s.reserve(); err != nil {
 		if !s.failed {
-			s.log.Error("cannot reserve sequence numbers; after a crash some may repeat", "err", err)
+			s.log.Error("cannot reserve sequence numbers; after a crash some may repeat", logkey.Err, err)
 		}
 		s.failed = true
 		s.file.Reserved = s.next + seqBlock // in memory only: the next try is a block later

@@ -19,6 +19,7 @@ import (
 
 	"github.com/inferq/inferq/daemon/control"
 	"github.com/inferq/inferq/infer"
+	"github.com/inferq/inferq/internal/logkey"
 	"github.com/inferq/inferq/queue"
 	"github.com/inferq/inferq/systemd"
 	"github.com/inferq/inferq/transport/mqtt"
@@ -164,7 +165,7 @@ func (d *Daemon) Open(ctx context.Context) error {
 	qopts.SmallDevice = cfg.Queue.SmallDevice
 	qopts.DiskReserve = int64(cfg.Queue.DiskReserve)
 	qopts.Now = d.now
-	qopts.Logger = d.log.With("component", "queue")
+	qopts.Logger = d.log.With(logkey.Component, "queue")
 	qopts.OnExpired = d.expiredMessages
 	// Only the worker leases, so the worker exists whenever the queue calls this.
 	qopts.OnExhausted = func(l *queue.Lease, reason string) []queue.OutboxMsg { return d.worker.exhausted(l, reason) }
@@ -182,7 +183,7 @@ func (d *Daemon) Open(ctx context.Context) error {
 		Env:     d.opts.EngineEnv,
 		Runtime: infer.RuntimeConfig{Library: cfg.Runtime.Library, RuntimeDir: cfg.Runtime.Dir},
 		Model:   cfg.Model.engineConfig(),
-		Logger:  d.log.With("component", "engine"),
+		Logger:  d.log.With(logkey.Component, "engine"),
 	})
 	if err != nil {
 		return fmt.Errorf("cannot configure engine: %w", err)
@@ -193,7 +194,7 @@ func (d *Daemon) Open(ctx context.Context) error {
 	// tries again every 30 s and whenever the model file changes.
 	engineErr := eng.Open(ctx)
 	if engineErr != nil { // (a model that loads is logged by the supervisor)
-		d.log.Error("cannot load model; input is queued until it loads", "err", engineErr)
+		d.log.Error("cannot load model; input is queued until it loads", logkey.Err, engineErr)
 	}
 
 	if cfg.Spool.Enabled {
@@ -215,7 +216,7 @@ func (d *Daemon) Open(ctx context.Context) error {
 		arch = d.watcher
 	}
 	if cfg.Metrics.Enabled {
-		if d.metrics, err = listenMetrics(cfg.Metrics.Listen, d.lastHealth, d.log.With("component", "metrics")); err != nil {
+		if d.metrics, err = listenMetrics(cfg.Metrics.Listen, d.lastHealth, d.log.With(logkey.Component, "metrics")); err != nil {
 			return err
 		}
 	}
@@ -225,7 +226,7 @@ func (d *Daemon) Open(ctx context.Context) error {
 		rawMax: cfg.Model.update().rawMax, rawSummary: cfg.Model.update().rawSummary,
 		events: events, watch: func(ev []byte) { d.hub.publish(control.WatchEvent, ev) },
 		paused: func() bool { return d.paused.get().Worker },
-		now:    d.now, log: d.log.With("component", "worker"), observe: d.observeRun,
+		now:    d.now, log: d.log.With(logkey.Component, "worker"), observe: d.observeRun,
 	})
 	if err := os.MkdirAll(d.worker.tmpDir, 0o750); err != nil {
 		return fmt.Errorf("cannot create state_dir/tmp: %w", err)
@@ -238,7 +239,7 @@ func (d *Daemon) Open(ctx context.Context) error {
 	}
 
 	if cfg.ControlSocket != "" {
-		c, err := control.Listen(cfg.ControlSocket, controlBackend{d}, d.log.With("component", "control"))
+		c, err := control.Listen(cfg.ControlSocket, controlBackend{d}, d.log.With(logkey.Component, "control"))
 		if err != nil {
 			return err
 		}
@@ -265,7 +266,7 @@ func (d *Daemon) openQueue(ctx context.Context, o queue.Options) (*queue.Queue, 
 			return q, err
 		}
 		if time.Since(logged) >= time.Minute {
-			d.log.Error("cannot open the queue: waiting for disk space", "err", err, "retry", diskFullRetry.String())
+			d.log.Error("cannot open the queue: waiting for disk space", logkey.Err, err, "retry", diskFullRetry.String())
 			logged = time.Now()
 		}
 		if d.cfg.MQTT.Enabled && d.client == nil {
@@ -331,7 +332,7 @@ func (d *Daemon) forwardOutboxNotify(ctx context.Context) error {
 }
 
 func (d *Daemon) openSpool() error {
-	w, err := spool.New(d.cfg.spoolConfig(), &spoolSink{d: d}, d.log.With("component", "spool"))
+	w, err := spool.New(d.cfg.spoolConfig(), &spoolSink{d: d}, d.log.With(logkey.Component, "spool"))
 	if err != nil {
 		return fmt.Errorf("cannot configure spool: %w", err)
 	}
@@ -346,7 +347,7 @@ func (d *Daemon) openMQTT(ctx context.Context) error {
 	mc := d.cfg.MQTT
 	brokers := mc.Brokers
 	if mc.Broker == "embedded" {
-		b, err := mqtt.NewEmbeddedBroker(mqtt.BrokerConfig{Listen: mc.Embedded.Listen, Username: mc.Username, PasswordFile: mc.PasswordFile}, d.log.With("component", "broker"))
+		b, err := mqtt.NewEmbeddedBroker(mqtt.BrokerConfig{Listen: mc.Embedded.Listen, Username: mc.Username, PasswordFile: mc.PasswordFile}, d.log.With(logkey.Component, "broker"))
 		if err != nil {
 			return fmt.Errorf("cannot configure embedded broker: %w", err)
 		}
@@ -360,7 +361,7 @@ func (d *Daemon) openMQTT(ctx context.Context) error {
 	mcfg := d.cfg.mqttConfig(d.node, brokers, clientID)
 	mcfg.Birth = func() (string, uint64) { return d.bootID(), d.nextSeq() }
 	c, err := mqtt.New(mcfg,
-		&outboxAdapter{d: d}, &ingestSink{d: d}, d.log.With("component", "mqtt"))
+		&outboxAdapter{d: d}, &ingestSink{d: d}, d.log.With(logkey.Component, "mqtt"))
 	if err != nil {
 		return fmt.Errorf("cannot configure mqtt: %w", err)
 	}
@@ -391,7 +392,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 			defer wg.Done()
 			if err := run(ctx); err != nil && ctx.Err() == nil {
 				errOnce.Do(func() { firstErr = fmt.Errorf("%s stopped: %w", name, err) })
-				d.log.Error("component stopped", "component", name, "err", err)
+				d.log.Error("component stopped", logkey.Component, name, logkey.Err, err)
 				cancel()
 			}
 		}()
@@ -421,7 +422,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	start(&wg, ctx, "watchdog", func(ctx context.Context) error { return d.notify.Run(ctx, d.alive) })
 
 	if err := d.notify.Ready(); err != nil {
-		d.log.Warn("cannot notify systemd", "err", err)
+		d.log.Warn("cannot notify systemd", logkey.Err, err)
 	}
 	d.log.Info("inferq running", "node", d.node, "version", d.opts.Version)
 	<-ctx.Done()
@@ -431,7 +432,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if d.client != nil {
 		d.flushOutbox(2 * time.Second)
 		if err := d.client.Close(); err != nil {
-			d.log.Warn("cannot close mqtt cleanly", "err", err)
+			d.log.Warn("cannot close mqtt cleanly", logkey.Err, err)
 		}
 	}
 	netCancel()
@@ -608,7 +609,7 @@ func (d *Daemon) reload(ctx context.Context) (restart []string, err error) {
 		}
 		if err != nil {
 			err = fmt.Errorf("reload refused, nothing changed: %s: %w", d.opts.ConfigPath, err)
-			d.log.Error("cannot reload", "err", err)
+			d.log.Error("cannot reload", logkey.Err, err)
 			return nil, err
 		}
 		restart = restartNeeded(d.fileCfg, cfg)
@@ -681,14 +682,14 @@ func (d *Daemon) watchModel(ctx context.Context) error {
 		retry = nil
 		if err := w.Add(dir); err != nil {
 			if !missing {
-				d.log.Warn("cannot watch the model directory; looking for it again", "dir", dir, "retry", modelDirRetry.String(), "err", err)
+				d.log.Warn("cannot watch the model directory; looking for it again", logkey.Dir, dir, "retry", modelDirRetry.String(), logkey.Err, err)
 			}
 			missing, retry = true, time.After(modelDirRetry)
 			return
 		}
 		if missing {
 			missing = false
-			d.log.Info("model directory is there; loading the model", "dir", dir)
+			d.log.Info("model directory is there; loading the model", logkey.Dir, dir)
 			d.requestReload()
 		}
 	}
@@ -706,7 +707,7 @@ func (d *Daemon) watchModel(ctx context.Context) error {
 			if filepath.Clean(ev.Name) == dir && ev.Op&(fsnotify.Remove|fsnotify.Rename) != 0 {
 				_ = w.Remove(dir)
 				missing = true
-				d.log.Warn("model directory removed; looking for it again", "dir", dir)
+				d.log.Warn("model directory removed; looking for it again", logkey.Dir, dir)
 				retry = time.After(modelDirRetry)
 				continue
 			}
@@ -717,10 +718,10 @@ func (d *Daemon) watchModel(ctx context.Context) error {
 			if !ok {
 				return nil
 			}
-			d.log.Warn("model watch", "err", err)
+			d.log.Warn("model watch", logkey.Err, err)
 		case <-debounce:
 			debounce = nil
-			d.log.Info("model file changed; reloading before the next job", "path", d.cfg.Model.Path)
+			d.log.Info("model file changed; reloading before the next job", logkey.Path, d.cfg.Model.Path)
 			d.requestReload()
 		}
 	}

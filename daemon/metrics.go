@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/inferq/inferq/internal/logkey"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -90,7 +91,7 @@ func (m *metricsServer) Close() error {
 // slogErrorLog gives promhttp's errors to slog.
 type slogErrorLog struct{ log *slog.Logger }
 
-func (l slogErrorLog) Println(v ...any) { l.log.Warn("metrics", "err", fmt.Sprint(v...)) }
+func (l slogErrorLog) Println(v ...any) { l.log.Warn("metrics", logkey.Err, fmt.Sprint(v...)) }
 
 // healthCollector turns a health document into metrics at every scrape.
 type healthCollector struct{ health func() Health }

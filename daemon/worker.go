@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/inferq/inferq/infer"
+	"github.com/inferq/inferq/internal/logkey"
 	"github.com/inferq/inferq/queue"
 	"github.com/inferq/inferq/transport/spool"
 )
@@ -289,7 +290,7 @@ func (w *worker) doReload(ctx context.Context) {
 		return
 	}
 	info := w.eng.Info()
-	w.log.Info("model reloaded", "model", info.Name, "sha256", info.SHA256)
+	w.log.Info("model reloaded", logkey.Model, info.Name, logkey.SHA256, info.SHA256)
 }
 
 // requestReload asks for a reload before the next job, with u's settings when u is not
@@ -325,7 +326,7 @@ func (w *worker) process(ctx context.Context, l *queue.Lease) *queue.Lease {
 	start := w.now()
 	w.busySince.Store(start.UnixNano())
 	defer w.busySince.Store(0)
-	log := w.log.With("job_id", job.ID, "source", job.Source, "attempt", job.Attempt)
+	log := w.log.With(logkey.JobID, job.ID, logkey.Source, job.Source, logkey.Attempt, job.Attempt)
 	started := eventJSON(EventMessage{Event: EventStarted, JobID: job.ID, Node: w.node, Source: job.Source, At: start, Attempt: job.Attempt})
 	w.events(started)
 	w.watch(started)
@@ -413,7 +414,7 @@ func (w *worker) encodeResult(msg *ResultMessage, res *infer.Result) (payload, d
 		}
 		n := len(payload)
 		infer.SummarizeRaw(res)
-		w.log.Info("raw output summarized", "job_id", msg.JobID, "bytes", n, "raw_max_bytes", rawMax)
+		w.log.Info("raw output summarized", logkey.JobID, msg.JobID, "bytes", n, "raw_max_bytes", rawMax)
 		if payload, err = json.Marshal(msg); err != nil {
 			msg.Output = nil
 			return nil, nil, fmt.Errorf("%w: cannot encode model output as JSON: %v", infer.ErrPermanent, err)
@@ -462,7 +463,7 @@ func (w *worker) settleFailed(ctx context.Context, l *queue.Lease, log *slog.Log
 		}
 		w.watch(eventJSON(ev))
 		w.record(end.Sub(start), end, func(s *WorkerStats) { s.Retried++ })
-		log.Warn("job failed, will retry", "err", err)
+		log.Warn("job failed, will retry", logkey.Err, err)
 		return
 	}
 	msg.Status, msg.Output, msg.Error, msg.Permanent = StatusFailed, nil, err.Error(), permanent
@@ -474,7 +475,7 @@ func (w *worker) settleFailed(ctx context.Context, l *queue.Lease, log *slog.Log
 	}
 	w.watch(out[1].Payload)
 	w.record(end.Sub(start), end, func(s *WorkerStats) { s.Dead++ })
-	log.Error("job dead", "err", err, "permanent", permanent)
+	log.Error("job dead", logkey.Err, err, "permanent", permanent)
 }
 
 // deadMessages are the outbox rows of a dead job: its failed result (no output: strings,
@@ -529,7 +530,7 @@ func (w *worker) settleExhausted(ctx context.Context) {
 	w.pendingDead = nil
 	w.mu.Unlock()
 	for _, e := range jobs {
-		log := w.log.With("job_id", e.l.Job.ID, "source", e.l.Job.Source, "attempt", e.l.Job.Attempt)
+		log := w.log.With(logkey.JobID, e.l.Job.ID, logkey.Source, e.l.Job.Source, logkey.Attempt, e.l.Job.Attempt)
 		if w.canReadImage(e.l) {
 			w.finish(ctx, e.l, log, true, e.reason)
 		} else if _, ok := e.l.Job.Meta[metaSpoolFile]; ok && w.arch != nil {
@@ -541,7 +542,7 @@ func (w *worker) settleExhausted(ctx context.Context) {
 		w.mu.Unlock()
 		w.noteError(fmt.Errorf("job %s: %s", e.l.Job.ID, e.reason))
 		w.watch(eventJSON(EventMessage{Event: EventDead, JobID: e.l.Job.ID, Node: w.node, Source: e.l.Job.Source, At: w.now(), Attempt: e.l.Job.Attempt, Error: e.reason}))
-		log.Error("job dead", "err", e.reason, "permanent", false)
+		log.Error("job dead", logkey.Err, e.reason, "permanent", false)
 	}
 }
 
@@ -559,7 +560,7 @@ func (w *worker) finish(ctx context.Context, l *queue.Lease, log *slog.Logger, f
 		// Small images live inside the queue's records; hand the archiver a file.
 		p, err := w.inlineToFile(l)
 		if err != nil {
-			log.Warn("cannot archive spool file", "err", err)
+			log.Warn("cannot archive spool file", logkey.Err, err)
 			return
 		}
 		defer os.Remove(p)
@@ -604,7 +605,7 @@ func (w *worker) noteError(err error) {
 	w.stats.LastError = err.Error()
 	w.stats.LastErrorAt = w.now()
 	w.mu.Unlock()
-	w.log.Warn("worker", "err", err)
+	w.log.Warn("worker", logkey.Err, err)
 }
 
 // workerSnapshot is what health reads from the worker.
