@@ -1,5 +1,5 @@
 # inferq — build, test, benchmark, demo.
-#   make demo   set up (TFLite runtime, demo model) and run the daemon on configs/demo.yaml
+#   make demo   set up (TFLite runtime, a real detector and photos) and run the daemon on configs/demo.yaml
 #   make test   set up (Mosquitto, TFLite runtime) and run vet + all tests with -race
 #   make unit   the fast tests only: no apt, no root, no downloads (what needs them skips)
 #   make deb [ARCH=arm64]   the Debian package, for this machine or cross-built
@@ -92,10 +92,11 @@ bench: build test-deps
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./... | tee $(CACHE)/bench.txt
 
 demo: build tflite-runtime
+	./packaging/fetch-demo-model.sh .cache/demo/model
 	@mkdir -p .cache/demo/spool/door
-	@echo "inferq demo: drop JPEG/PNG files into .cache/demo/spool/ (or .cache/demo/spool/door/, priority 5),"
-	@echo "  e.g. cp testdata/images/red.jpg .cache/demo/spool/ ; watch results with"
-	@echo "  mosquitto_sub -p 18830 -t 'inferq/#' -v   or   ./bin/inferq status --config configs/demo.yaml"
+	@echo "inferq demo: an SSD MobileNet v2 COCO detector. Drop photos into .cache/demo/spool/"
+	@echo "  (or .cache/demo/spool/door/, priority 5), e.g. cp .cache/demo/model/photos/dogs.jpg .cache/demo/spool/"
+	@echo "  and watch: mosquitto_sub -p 18830 -t 'inferq/#' -v  or  ./bin/inferq watch --config configs/demo.yaml"
 	./bin/inferq run --config configs/demo.yaml
 
 # A PIE, bind-now build with the version stamped in, packaged with dpkg-deb into dist/;

