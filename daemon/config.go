@@ -103,6 +103,16 @@ type ModelConfig struct {
 	// DelegateOptions are passed to the external delegate as key/value pairs.
 	DelegateOptions map[string]string `yaml:"delegate_options"`
 	MaxPixels       int64             `yaml:"max_pixels"`
+	// Detection models: how the outputs are laid out (detector: "" auto, ssd_postprocess,
+	// ssd_anchors, yolov5, yolov8), the anchor set of an ssd_anchors head (anchors: ""
+	// auto, mediapipe_face_short, mediapipe_face_full), and the non-maximum suppression
+	// inferq runs for ssd_anchors and YOLO (iou_threshold, 0: the detector's default;
+	// nms: "" default, hard, weighted; max_detections, default 100).
+	Detector      string  `yaml:"detector"`
+	Anchors       string  `yaml:"anchors"`
+	IoUThreshold  float32 `yaml:"iou_threshold"`
+	NMS           string  `yaml:"nms"`
+	MaxDetections int     `yaml:"max_detections"`
 	// Reload watches the model file and swaps in a changed model between jobs.
 	Reload bool `yaml:"reload"`
 	// RawMaxBytes caps a raw result's JSON; 0: the outbox payload limit (256 KiB, with
@@ -120,6 +130,7 @@ func (m ModelConfig) engineConfig() infer.ModelConfig {
 		ScoreThreshold: m.ScoreThreshold, Normalize: m.Normalize,
 		Mean: m.Mean, Std: m.Std, Threads: m.Threads,
 		Delegate: m.Delegate, DelegateOptions: m.DelegateOptions, MaxPixels: m.MaxPixels,
+		Detector: m.Detector, Anchors: m.Anchors, IoUThreshold: m.IoUThreshold, NMS: m.NMS, MaxDetections: m.MaxDetections,
 	}
 }
 
@@ -244,6 +255,7 @@ func DefaultConfig() Config {
 			Std:            [3]float32{1, 1, 1},
 			Threads:        2,
 			MaxPixels:      50_000_000,
+			MaxDetections:  infer.DefaultMaxDetections,
 			Reload:         true,
 			RawOverLimit:   RawOverLimitFail,
 		},
@@ -539,6 +551,7 @@ func (c *Config) Validate() error {
 		bad("runtime.engine", strconv.Quote(c.Runtime.Engine), "must be tflite or tensorflow")
 	}
 	m := c.Model
+	modelErrs := len(errs)
 	if m.Path == "" {
 		bad("model.path", `""`, "must name a .tflite model file (or a SavedModel directory with runtime.engine tensorflow)")
 	}
@@ -572,6 +585,13 @@ func (c *Config) Validate() error {
 		bad("model.threads", m.Threads, "must be between 1 and 64")
 	}
 	positive("model.max_pixels", m.MaxPixels)
+	if len(errs) == modelErrs {
+		// What only the engine knows how to check (detector, anchors, NMS), as loading
+		// the model would: once the fields above are right, so nothing is said twice.
+		if err := m.engineConfig().Validate(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	s := c.Spool
 	if s.Enabled {
 		if s.Dir == "" {

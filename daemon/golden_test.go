@@ -58,7 +58,8 @@ func TestGoldenHealth(t *testing.T) {
 			Version: "2.14.1", Inputs: []infer.TensorInfo{{Name: "input", Type: "uint8", Shape: []int{1, 224, 224, 3}, Scale: 0.0078125, ZeroPoint: 128}},
 			Outputs: []infer.TensorInfo{{Name: "scores", Type: "uint8", Shape: []int{1, 1001}, Scale: 0.00390625}}, Labels: 1001,
 			InputConvention: "raw pixels 0..255 (uint8 input, scale 0.0078125, zero point 128; auto)", LabelsFormat: "one_per_line",
-			DelegateError: "no delegate configured"},
+			DelegateError: "no delegate configured", Decoder: "libjpeg-turbo 2.1.5 (/usr/lib/x86_64-linux-gnu/libturbojpeg.so.0.2.0)",
+			LabelsSource: "model.labels"},
 		// The crash is past: the engine ran a job after it.
 		engine: engineStats{Restarts: 1, Crashes: 1, LastError: "engine child crashed: signal: segmentation fault", LastErrorAt: t0.Add(30 * time.Minute)},
 		queue: queue.Stats{Ready: map[int]int{0: 10, 5: 2}, ReadyTotal: 12, Leased: 1, Delayed: 3, Dead: 2, Outbox: 4,

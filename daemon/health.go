@@ -70,6 +70,12 @@ type HealthModel struct {
 	RuntimeVersion string             `json:"runtime_version,omitempty"`
 	Delegate       string             `json:"delegate,omitempty"`
 	DelegateError  string             `json:"delegate_error,omitempty"`
+	// Decoder is the JPEG decoder in the engine (libjpeg-turbo, or Go's and why);
+	// Detector how a detection model's outputs are decoded, with its thresholds;
+	// LabelsSource where the labels came from (model.labels or the model's metadata).
+	Decoder      string `json:"decoder,omitempty"`
+	Detector     string `json:"detector,omitempty"`
+	LabelsSource string `json:"labels_source,omitempty"`
 }
 
 // HealthEngine describes the supervised engine child. LastError is the
@@ -262,7 +268,8 @@ func buildHealth(in healthInputs) Health {
 		Model: HealthModel{Name: in.model.Name, SHA256: in.model.SHA256, Kind: in.model.Kind, Runtime: in.model.Runtime, LoadedAt: in.model.LoadedAt.UTC(),
 			Input: in.model.InputConvention, LabelsFormat: in.model.LabelsFormat,
 			Inputs: in.model.Inputs, Outputs: in.model.Outputs, Labels: in.model.Labels, RuntimeVersion: in.model.Version,
-			Delegate: in.model.Delegate, DelegateError: in.model.DelegateError},
+			Delegate: in.model.Delegate, DelegateError: in.model.DelegateError,
+			Decoder: in.model.Decoder, Detector: in.model.Detector, LabelsSource: in.model.LabelsSource},
 		Engine: engineHealth(in.engine, in.worker.Busy, in.worker.EngineOKAt),
 		Queue: HealthQueue{
 			Depth: in.queue.ReadyTotal, ByPriority: map[string]int{}, Leased: in.queue.Leased,

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/inferq/inferq/infer"
 	"github.com/inferq/inferq/infer/testmodels"
 	"github.com/inferq/inferq/transport/mqtt/mqtttest"
 )
@@ -35,9 +36,16 @@ func TestRealDetectorThroughDaemon(t *testing.T) {
 		if r.Status != StatusOK || r.Output == nil || len(r.Output.Detections) == 0 {
 			t.Fatalf("result %+v, want detections", r)
 		}
-		best := r.Output.Detections[0]
-		if best.Label != "person" || best.Class != 0 || best.Score < 0.75 {
-			t.Fatalf("best detection %+v, want a person scoring >= 0.75", best)
+		// With libjpeg-turbo's pixels (as TensorFlow's own decoding gives) the person and
+		// her tie score the same (0.789); Go's decoder gave the person 0.839.
+		var best infer.Detection
+		for _, d := range r.Output.Detections {
+			if d.Label == "person" && d.Class == 0 && best.Label == "" {
+				best = d
+			}
+		}
+		if best.Score < 0.75 || best.Score < r.Output.Detections[0].Score {
+			t.Fatalf("detections %+v: want a person scoring >= 0.75, as high as any", r.Output.Detections)
 		}
 		if bx := best.Box; bx.XMin > 30 || bx.XMax < 480 || bx.YMin > 60 || bx.YMax < 560 {
 			t.Errorf("person box %+v does not cover her (image 517x606)", bx)

@@ -150,7 +150,7 @@ func BenchmarkPostprocess(b *testing.B) {
 				b.Fatal(err)
 			}
 			for b.Loop() {
-				postprocess(p.cfg, p.labels, p.info.Outputs, outs, img)
+				p.post.run(outs, img)
 			}
 		})
 	}

@@ -44,8 +44,33 @@ type ModelConfig struct {
 	Kind   string // "classification" (default), "detection" or "raw"
 	// TopK is how many classes a classification result lists (default 5).
 	TopK int
-	// ScoreThreshold drops classes and detections scoring below it.
+	// ScoreThreshold drops classes and detections scoring below it. For detectors whose
+	// outputs inferq decodes and suppresses itself (anchor-based SSD heads, YOLO), 0
+	// means the family's default (MediaPipe face short range 0.5, full range 0.6, YOLO
+	// 0.25): every one of their thousands of candidate boxes scores above 0.
 	ScoreThreshold float32
+	// Detector says how a detection model's outputs are laid out: "" (DetectorAuto: told
+	// from the output shapes, an error naming them when it cannot), "ssd_postprocess"
+	// (TFLite_Detection_PostProcess: boxes, classes, scores, count), "ssd_anchors" (box
+	// regressions and scores per anchor, as MediaPipe/BlazeFace), "yolov5" ([1,N,5+classes])
+	// or "yolov8" ([1,4+classes,N]).
+	Detector string
+	// Anchors names the anchor set of an "ssd_anchors" head: "" (AnchorsAuto: the preset
+	// whose input size and anchor count match the model), "mediapipe_face_short" (128×128,
+	// 896 anchors) or "mediapipe_face_full" (192×192, 2304 anchors).
+	Anchors string
+	// IoUThreshold is the non-maximum suppression overlap above which the lower-scoring
+	// box of a class is dropped (or, with weighted NMS, merged); 0 means the family's
+	// default (MediaPipe faces 0.3, YOLO 0.45). Not used by ssd_postprocess, whose graph
+	// suppresses itself.
+	IoUThreshold float32
+	// NMS is the suppression algorithm: "" (the family's default: weighted for
+	// ssd_anchors, as MediaPipe's graphs do, hard for YOLO), "hard" or "weighted" (the
+	// kept box is the score-weighted mean of the boxes it suppresses).
+	NMS string
+	// MaxDetections caps the detections an NMS-decoded result lists, best first
+	// (default 100).
+	MaxDetections int
 	// Normalize maps pixels to the model's real-valued input; quantized inputs are then
 	// quantized with the tensor's scale and zero point. "" (NormalizeAuto) follows the
 	// TFLite convention: a uint8 input gets the raw pixel bytes (int8: pixel - 128), whose
@@ -109,8 +134,47 @@ func (c ModelConfig) withDefaults() (ModelConfig, error) {
 	if c.MaxPixels < 0 {
 		return c, newErr(ErrBadConfig, true, nil, "model.max_pixels %d: must be positive", c.MaxPixels)
 	}
-	if c.ScoreThreshold < 0 || c.ScoreThreshold > 1 {
+	if !(c.ScoreThreshold >= 0 && c.ScoreThreshold <= 1) { // NaN included
 		return c, newErr(ErrBadConfig, true, nil, "model.score_threshold %v: want 0..1", c.ScoreThreshold)
+	}
+	return c.detectionDefaults()
+}
+
+// Validate checks c as loading a model would, before anything is loaded: the first
+// invalid field, named by its YAML path (model.…).
+func (c ModelConfig) Validate() error {
+	_, err := c.withDefaults()
+	return err
+}
+
+// detectionDefaults validates the detection fields (only meaningful for kind detection,
+// checked for every kind so a typo never waits for a kind change to surface).
+func (c ModelConfig) detectionDefaults() (ModelConfig, error) {
+	switch c.Detector {
+	case DetectorAuto, DetectorSSDPostProcess, DetectorSSDAnchors, DetectorYOLOv5, DetectorYOLOv8:
+	default:
+		return c, newErr(ErrBadConfig, true, nil, "model.detector %q: want \"\" (auto), %s, %s, %s or %s", c.Detector,
+			DetectorSSDPostProcess, DetectorSSDAnchors, DetectorYOLOv5, DetectorYOLOv8)
+	}
+	if c.Anchors != AnchorsAuto && anchorPresetByName(c.Anchors) == nil {
+		return c, newErr(ErrBadConfig, true, nil, "model.anchors %q: want \"\" (auto) or one of %s", c.Anchors, strings.Join(anchorPresetNames(), ", "))
+	}
+	if c.Anchors != AnchorsAuto && c.Detector != DetectorAuto && c.Detector != DetectorSSDAnchors {
+		return c, newErr(ErrBadConfig, true, nil, "model.anchors %q is set but model.detector is %q: anchors are for %s", c.Anchors, c.Detector, DetectorSSDAnchors)
+	}
+	if !(c.IoUThreshold >= 0 && c.IoUThreshold <= 1) {
+		return c, newErr(ErrBadConfig, true, nil, "model.iou_threshold %v: want 0..1 (0: the detector's default)", c.IoUThreshold)
+	}
+	switch c.NMS {
+	case NMSAuto, NMSHard, NMSWeighted:
+	default:
+		return c, newErr(ErrBadConfig, true, nil, "model.nms %q: want \"\" (the detector's default), %s or %s", c.NMS, NMSHard, NMSWeighted)
+	}
+	if c.MaxDetections == 0 {
+		c.MaxDetections = DefaultMaxDetections
+	}
+	if c.MaxDetections < 0 || c.MaxDetections > maxMaxDetections {
+		return c, newErr(ErrBadConfig, true, nil, "model.max_detections %d: want 1..%d", c.MaxDetections, maxMaxDetections)
 	}
 	return c, nil
 }
@@ -136,6 +200,19 @@ type ModelInfo struct {
 	// Labels how many labels it holds; empty without a labels file.
 	LabelsFormat string `json:"labels_format,omitempty"`
 	Labels       int    `json:"labels,omitempty"`
+	// LabelsSource says where the labels came from: "model.labels" (the configured file
+	// wins) or "model metadata (<file>)" (the labels file packed in the model, as TFLite
+	// Model Maker packs it); empty without labels.
+	LabelsSource string `json:"labels_source,omitempty"`
+	// Detector says how a detection model's outputs are decoded, and whether the
+	// configuration or the output shapes chose it, with the thresholds in use (e.g.
+	// "ssd_anchors mediapipe_face_short (896 anchors; auto), weighted NMS, iou 0.3, score
+	// 0.5, max 100"). Empty for other kinds.
+	Detector string `json:"detector,omitempty"`
+	// Decoder says which JPEG decoder runs in the engine: "libjpeg-turbo 2.1.5
+	// (/usr/lib/…/libturbojpeg.so.0.2.0)", or "go image/jpeg (libturbojpeg.so.0 not
+	// found: …)" when the library could not be loaded.
+	Decoder string `json:"decoder,omitempty"`
 }
 
 // TensorInfo describes one input or output tensor.

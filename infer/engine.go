@@ -47,6 +47,8 @@ type pipeline struct {
 	in     inputSpec
 	norm   normalizer
 	labels *labelSet
+	dec    *imageDecoder
+	post   *postprocessor
 	buf    []byte
 	logger *slog.Logger
 }
@@ -58,8 +60,11 @@ type Opener func(ctx context.Context, rt RuntimeConfig, cfg ModelConfig, logger 
 // NewEngine wraps a backend into an Engine: it checks that the inputs and outputs fit
 // cfg.Kind, loads the labels and runs one warm-up inference. sha256 identifies the model
 // (hex). The engine owns b and closes it, also when NewEngine fails.
+//
+// JPEGs are decoded with libjpeg-turbo from the dynamic loader's search path when it can
+// be loaded, else with image/jpeg; ModelInfo.Decoder says which.
 func NewEngine(ctx context.Context, b Backend, cfg ModelConfig, sha256 string, logger *slog.Logger) (Engine, error) {
-	p, err := newPipeline(ctx, b, cfg, sha256, logger)
+	p, err := newPipeline(ctx, b, RuntimeConfig{}, cfg, sha256, logger)
 	if err != nil {
 		b.Close()
 		return nil, err
@@ -67,7 +72,8 @@ func NewEngine(ctx context.Context, b Backend, cfg ModelConfig, sha256 string, l
 	return p, nil
 }
 
-func newPipeline(ctx context.Context, b Backend, cfg ModelConfig, sha string, logger *slog.Logger) (*pipeline, error) {
+// newPipeline looks for libjpeg-turbo where rt says (turboCandidates).
+func newPipeline(ctx context.Context, b Backend, rt RuntimeConfig, cfg ModelConfig, sha string, logger *slog.Logger) (*pipeline, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return nil, err
@@ -83,22 +89,16 @@ func newPipeline(ctx context.Context, b Backend, cfg ModelConfig, sha string, lo
 	if err != nil {
 		return nil, err
 	}
-	if err := checkOutputs(cfg.Kind, outs); err != nil {
-		return nil, err
-	}
-	labels, err := loadLabels(cfg.Labels)
+	setup, err := setupModel(cfg, backendMetadata(b), in, ins[0], outs)
 	if err != nil {
 		return nil, err
 	}
-	if err := checkLabels(cfg.Kind, labels, cfg.Labels, outs[0]); err != nil {
-		return nil, err
-	}
-	norm, convention := newNormalizer(cfg, in)
+	labels, norm, convention := setup.labels, setup.norm, setup.convention
 	name, version := b.Runtime()
 	info := ModelInfo{
 		Name: cfg.Name, Path: cfg.Path, SHA256: sha, LoadedAt: time.Now().UTC(),
 		Runtime: name, Version: version, Inputs: ins, Outputs: outs, Kind: cfg.Kind,
-		InputConvention: convention,
+		InputConvention: convention, Detector: setup.detector, LabelsSource: setup.labelsFrom,
 	}
 	if labels != nil {
 		info.LabelsFormat, info.Labels = labels.format, labels.count
@@ -106,7 +106,7 @@ func newPipeline(ctx context.Context, b Backend, cfg ModelConfig, sha string, lo
 	if info.Name == "" {
 		info.Name = strings.TrimSuffix(filepath.Base(cfg.Path), filepath.Ext(cfg.Path))
 	}
-	p := &pipeline{b: b, cfg: cfg, info: info, in: in, norm: norm, labels: labels, logger: logger}
+	p := &pipeline{b: b, cfg: cfg, info: info, in: in, norm: norm, labels: labels, post: setup.post, logger: logger}
 	// Warm up: the first invoke allocates and plans; do it before the first job.
 	size := in.h * in.w * in.c
 	if in.typ == "float32" {
@@ -114,6 +114,11 @@ func newPipeline(ctx context.Context, b Backend, cfg ModelConfig, sha string, lo
 	}
 	if _, err := b.Invoke(ctx, make([]byte, size)); err != nil {
 		return nil, fmt.Errorf("cannot warm up model %s: %w", cfg.Path, err)
+	}
+	p.dec = newImageDecoder(turboCandidates(rt))
+	p.info.Decoder = p.dec.Name()
+	if p.dec.turbo == nil {
+		logger.Warn("libjpeg-turbo not loaded: JPEG goes through image/jpeg (slower, and its pixels differ from those models are trained on)", "decoder", p.info.Decoder)
 	}
 	return p, nil
 }
@@ -130,7 +135,7 @@ func (p *pipeline) Run(ctx context.Context, image []byte) (*Result, error) {
 		return nil, newErr(ErrTimeout, false, err, "before decoding")
 	}
 	t0 := time.Now()
-	img, err := decodeImage(image, p.cfg.MaxPixels)
+	img, err := p.dec.decode(image, p.cfg.MaxPixels, p.in.w, p.in.h)
 	if err != nil {
 		return nil, err
 	}
@@ -142,7 +147,7 @@ func (p *pipeline) Run(ctx context.Context, image []byte) (*Result, error) {
 		return nil, err
 	}
 	t3 := time.Now()
-	r := postprocess(p.cfg, p.labels, p.info.Outputs, outs, img)
+	r := p.post.run(outs, img)
 	t4 := time.Now()
 	r.Timings = Timings{DecodeMS: ms(t1.Sub(t0)), PreprocessMS: ms(t2.Sub(t1)), InvokeMS: ms(t3.Sub(t2)), PostprocessMS: ms(t4.Sub(t3))}
 	return r, nil
@@ -154,6 +159,7 @@ func (p *pipeline) Close() error {
 	}
 	err := p.b.Close()
 	p.b = nil
+	p.dec.Close()
 	return err
 }
 

@@ -183,13 +183,15 @@ func TestBadModelFiles(t *testing.T) {
 		name string
 		data []byte
 		kind string
+		want error
 	}{
-		{"empty", nil, KindClassification},
-		{"truncated", good[:len(good)/3], KindClassification},
-		{"random bytes", rnd, KindClassification},
-		{"png instead of model", encodePNG(t, solid(2, 2, color.White)), KindClassification},
-		{"vector input", g.Bytes(), KindClassification},
-		{"classifier as detector", good, KindDetection},
+		{"empty", nil, KindClassification, ErrBadModel},
+		{"truncated", good[:len(good)/3], KindClassification, ErrBadModel},
+		{"random bytes", rnd, KindClassification, ErrBadModel},
+		{"png instead of model", encodePNG(t, solid(2, 2, color.White)), KindClassification, ErrBadModel},
+		{"vector input", g.Bytes(), KindClassification, ErrBadModel},
+		// The configuration (kind) does not fit the model: the error names the shapes.
+		{"classifier as detector", good, KindDetection, ErrBadConfig},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -199,8 +201,8 @@ func TestBadModelFiles(t *testing.T) {
 				eng.Close()
 				t.Fatal("got no error")
 			}
-			if !errors.Is(err, ErrBadModel) || !IsPermanent(err) {
-				t.Fatalf("got %v, want a permanent ErrBadModel", err)
+			if !errors.Is(err, tc.want) || !IsPermanent(err) {
+				t.Fatalf("got %v, want a permanent %v", err, tc.want)
 			}
 		})
 	}

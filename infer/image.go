@@ -13,13 +13,15 @@ import (
 	"math"
 )
 
-// Image formats recognized by their first bytes.
-var formats = []struct {
+// imageFormat is an image format recognized by its first bytes, with Go's decoder.
+type imageFormat struct {
 	name   string
 	magic  []byte
 	config func(io.Reader) (image.Config, error)
 	decode func(io.Reader) (image.Image, error)
-}{
+}
+
+var formats = []imageFormat{
 	{"jpeg", []byte{0xFF, 0xD8, 0xFF}, jpeg.DecodeConfig, jpeg.Decode},
 	{"png", []byte("\x89PNG\r\n\x1a\n"), png.DecodeConfig, png.Decode},
 	{"gif", []byte("GIF8"), gif.DecodeConfig, gif.Decode},
@@ -28,13 +30,72 @@ var formats = []struct {
 // rgbImage is a decoded image. Pixels are converted to RGB only where the resize
 // samples them (see preprocess), so a large camera frame costs little beyond its decode.
 type rgbImage struct {
+	// w, h are the picture's size upright (after its EXIF orientation) in its own
+	// pixels, before any DCT scaling: what results (boxes) refer to.
 	w, h   int
 	format string
+	// src holds the decoded pixels as stored (not turned upright), at the DCT scale
+	// the decoder used (scale; zero means 1/1).
 	src    image.Image
+	orient orientation
+	scale  scaleFactor
 }
 
-// decodeImage checks the header against maxPixels before decoding, then decodes to RGB.
+// imageDecoder decodes the images of one engine: JPEG through libjpeg-turbo when the
+// library could be loaded (at the smallest DCT scale that still covers the model's
+// input), else through image/jpeg; PNG and GIF through Go. A nil *imageDecoder is Go
+// only. Safe for concurrent use.
+type imageDecoder struct {
+	turbo *turboDecoder // nil: image/jpeg
+	name  string        // for ModelInfo.Decoder
+}
+
+// goJPEG names image/jpeg in ModelInfo.Decoder.
+const goJPEG = "go image/jpeg"
+
+// newImageDecoder loads libjpeg-turbo from the candidates (turboCandidates); when it
+// cannot, JPEG goes through image/jpeg and the name says why.
+func newImageDecoder(candidates []string) *imageDecoder {
+	lib, err := openTurbo(candidates)
+	if err == nil {
+		var d *turboDecoder
+		if d, err = lib.newDecoder(); err == nil {
+			return &imageDecoder{turbo: d, name: lib.name()}
+		}
+	}
+	msg := err.Error()
+	if len(msg) > 300 {
+		msg = msg[:300] + "…"
+	}
+	return &imageDecoder{name: fmt.Sprintf("%s (%s not found: %s)", goJPEG, turboSoname, msg)}
+}
+
+// Name says which JPEG decoder runs.
+func (d *imageDecoder) Name() string {
+	if d == nil {
+		return goJPEG
+	}
+	return d.name
+}
+
+// Close frees the TurboJPEG instance. Safe to call twice.
+func (d *imageDecoder) Close() {
+	if d != nil && d.turbo != nil {
+		d.turbo.Close()
+	}
+}
+
+// decodeImage decodes with Go's decoders at full size (tests, fuzzing).
 func decodeImage(data []byte, maxPixels int64) (*rgbImage, error) {
+	return (*imageDecoder)(nil).decode(data, maxPixels, 0, 0)
+}
+
+// decode checks the header against maxPixels before decoding, then decodes. A JPEG
+// goes to libjpeg-turbo when loaded, scaled in the DCT domain to the smallest size whose
+// upright picture is at least needW×needH (0, 0: full size); a JPEG libjpeg-turbo
+// declines (CMYK, a warning or error on corrupt data) goes to image/jpeg, whose verdict
+// stands. JPEGs are turned upright by their EXIF orientation.
+func (d *imageDecoder) decode(data []byte, maxPixels int64, needW, needH int) (*rgbImage, error) {
 	if len(data) == 0 {
 		return nil, badImage(nil, "empty (0 bytes)")
 	}
@@ -49,6 +110,17 @@ func decodeImage(data []byte, maxPixels int64) (*rgbImage, error) {
 		return nil, badImage(nil, "not a JPEG, PNG or GIF image (%d bytes starting %q)", len(data), head(data))
 	}
 	fm := formats[f]
+	if fm.name == "jpeg" && d != nil && d.turbo != nil {
+		img, err := d.turbo.decode(data, maxPixels, needW, needH)
+		if !errors.Is(err, errTurboDeclined) {
+			return img, err
+		}
+	}
+	return decodeGo(fm, data, maxPixels)
+}
+
+// decodeGo decodes with Go's decoder for the format, after the header check.
+func decodeGo(fm imageFormat, data []byte, maxPixels int64) (*rgbImage, error) {
 	cfg, err := fm.config(bytes.NewReader(data))
 	if err != nil {
 		return nil, badImage(err, "cannot read %s header (corrupt or truncated)", fm.name)
@@ -66,8 +138,13 @@ func decodeImage(data []byte, maxPixels int64) (*rgbImage, error) {
 		}
 		return nil, badImage(err, "cannot decode %s", fm.name)
 	}
+	var o orientation
+	if fm.name == "jpeg" {
+		o = newOrientation(jpegOrientation(data))
+	}
 	b := img.Bounds()
-	return &rgbImage{w: b.Dx(), h: b.Dy(), format: fm.name, src: img}, nil
+	w, h := o.upright(b.Dx(), b.Dy())
+	return &rgbImage{w: w, h: h, format: fm.name, src: img, orient: o}, nil
 }
 
 func head(b []byte) []byte {
@@ -91,6 +168,14 @@ func gather(img image.Image, rows, cols []int, out []uint8) {
 				yi := m.YOffset(b.Min.X+x, b.Min.Y+y)
 				ci := m.COffset(b.Min.X+x, b.Min.Y+y)
 				out[o], out[o+1], out[o+2] = ycbcrToRGB(m.Y[yi], m.Cb[ci], m.Cr[ci])
+				o += 3
+			}
+		}
+	case *packedRGB:
+		for _, y := range rows {
+			row := m.pix[y*m.w*3:]
+			for _, x := range cols {
+				out[o], out[o+1], out[o+2] = row[3*x], row[3*x+1], row[3*x+2]
 				o += 3
 			}
 		}
@@ -130,10 +215,51 @@ func gather(img image.Image, rows, cols []int, out []uint8) {
 	}
 }
 
-// pixel returns the RGB value at (x, y), for tests and diagnostics.
+// decodedSize is the size of the decoded pixels turned upright (the picture's size at
+// the decoder's DCT scale).
+func (m *rgbImage) decodedSize() (int, int) {
+	b := m.src.Bounds()
+	return m.orient.upright(b.Dx(), b.Dy())
+}
+
+// gatherUpright is gather in the upright picture at the decoded scale: rows and cols
+// are positions there, mapped to the stored pixels through the EXIF orientation.
+func (m *rgbImage) gatherUpright(rows, cols []int, out []uint8) {
+	b := m.src.Bounds()
+	sw, sh := b.Dx(), b.Dy()
+	o := m.orient
+	if !o.transpose {
+		gather(m.src, mirror(rows, sh, o.flipY), mirror(cols, sw, o.flipX), out)
+		return
+	}
+	// Upright columns are stored rows and upright rows stored columns: gather the
+	// transposed grid, then transpose it back.
+	t := make([]uint8, len(rows)*len(cols)*3)
+	gather(m.src, mirror(cols, sh, o.flipX), mirror(rows, sw, o.flipY), t)
+	for i := range rows {
+		for j := range cols {
+			copy(out[(i*len(cols)+j)*3:][:3], t[(j*len(rows)+i)*3:])
+		}
+	}
+}
+
+// mirror returns idx, or each n-1-i when flip is set.
+func mirror(idx []int, n int, flip bool) []int {
+	if !flip {
+		return idx
+	}
+	out := make([]int, len(idx))
+	for k, i := range idx {
+		out[k] = n - 1 - i
+	}
+	return out
+}
+
+// pixel returns the RGB value at (x, y) of the upright decoded picture, for tests and
+// diagnostics.
 func (m *rgbImage) pixel(x, y int) [3]uint8 {
 	var p [3]uint8
-	gather(m.src, []int{y}, []int{x}, p[:])
+	m.gatherUpright([]int{y}, []int{x}, p[:])
 	return p
 }
 
@@ -233,8 +359,9 @@ func newNormalizer(cfg ModelConfig, in inputSpec) (normalizer, string) {
 	return n, how
 }
 
-// preprocess resizes img to the input (bilinear, half-pixel centers), normalizes and,
-// for quantized inputs, quantizes; it writes the tensor bytes (NHWC) into dst.
+// preprocess resizes the upright decoded picture to the input (bilinear, half-pixel
+// centers), normalizes and, for quantized inputs, quantizes; it writes the tensor bytes
+// (NHWC) into dst.
 func preprocess(img *rgbImage, in inputSpec, norm normalizer, dst []byte) []byte {
 	n := in.h * in.w * in.c
 	size := n
@@ -245,10 +372,11 @@ func preprocess(img *rgbImage, in inputSpec, norm normalizer, dst []byte) []byte
 		dst = make([]byte, size)
 	}
 	dst = dst[:size]
-	xs, cols := compactTaps(resizeTaps(img.w, in.w))
-	ys, rows := compactTaps(resizeTaps(img.h, in.h))
+	dw, dh := img.decodedSize()
+	xs, cols := compactTaps(resizeTaps(dw, in.w))
+	ys, rows := compactTaps(resizeTaps(dh, in.h))
 	grid := make([]uint8, len(rows)*len(cols)*3)
-	gather(img.src, rows, cols, grid)
+	img.gatherUpright(rows, cols, grid)
 	stride := len(cols) * 3
 	const (
 		kFloat = iota

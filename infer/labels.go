@@ -48,13 +48,22 @@ func loadLabels(path string) (*labelSet, error) {
 	if err != nil {
 		return nil, newErr(ErrBadConfig, true, err, "cannot read model.labels %q", path)
 	}
+	ls, err := parseLabels(data)
+	if err != nil {
+		return nil, newErr(ErrBadConfig, true, err, "cannot read model.labels %q", path)
+	}
+	return ls, nil
+}
+
+// parseLabels reads a labels file's contents, detecting its format as loadLabels says.
+func parseLabels(data []byte) (*labelSet, error) {
 	var lines []string
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	for sc.Scan() {
 		lines = append(lines, strings.TrimSpace(sc.Text()))
 	}
 	if err := sc.Err(); err != nil {
-		return nil, newErr(ErrBadConfig, true, err, "cannot read model.labels %q", path)
+		return nil, err
 	}
 	if ls, ok := parseIDLabels(lines); ok {
 		return ls, nil
@@ -104,7 +113,11 @@ func checkLabels(kind string, ls *labelSet, path string, out TensorInfo) error {
 	if ls == nil || kind != KindClassification {
 		return nil
 	}
-	classes := out.elements()
+	return checkLabelCount(ls, path, out, out.elements())
+}
+
+// checkLabelCount refuses labels that cannot fit an output of classes classes.
+func checkLabelCount(ls *labelSet, path string, out TensorInfo, classes int) error {
 	switch {
 	case ls.format == LabelsLines && ls.count != classes:
 		return newErr(ErrBadConfig, true, nil, "model.labels %q has %d labels (one per line) but the model's output %s has %d classes", path, ls.count, out, classes)

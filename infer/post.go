@@ -50,7 +50,8 @@ func deq(t TensorInfo, q float32) float32 {
 	return t.Scale * (q - float32(t.ZeroPoint))
 }
 
-// checkOutputs verifies that the outputs fit the model kind.
+// checkOutputs verifies that the outputs are readable and fit the model kind; a
+// detection model's layout is newDetector's to check.
 func checkOutputs(kind string, outs []TensorInfo) error {
 	supported := func(t TensorInfo) bool {
 		switch t.Type {
@@ -67,61 +68,57 @@ func checkOutputs(kind string, outs []TensorInfo) error {
 			return badModel(nil, "output %s: type %s is not supported", o, o.Type)
 		}
 	}
-	switch kind {
-	case KindClassification:
-		if outs[0].elements() < 1 {
-			return badModel(nil, "classification output %s is empty", outs[0])
-		}
-	case KindDetection:
-		if len(outs) < 4 {
-			return badModel(nil, "detection wants 4 outputs (boxes, classes, scores, count) as TFLite_Detection_PostProcess gives, the model has %d", len(outs))
-		}
-		b, c, s, n := outs[0], outs[1], outs[2], outs[3]
-		if len(b.Shape) != 3 || b.Shape[2] != 4 || c.elements() != b.Shape[1] || s.elements() != b.Shape[1] || n.elements() != 1 {
-			return badModel(nil, "detection outputs %s, %s, %s, %s: want [1,N,4], [1,N], [1,N], [1]", b, c, s, n)
-		}
+	if kind == KindClassification && outs[0].elements() < 1 {
+		return badModel(nil, "classification output %s is empty", outs[0])
 	}
 	return nil
 }
 
-// postprocess turns output tensors into a Result.
-func postprocess(cfg ModelConfig, labels *labelSet, outs []TensorInfo, data [][]byte, img *rgbImage) *Result {
-	r := &Result{Kind: cfg.Kind, Image: ImageInfo{Width: img.w, Height: img.h, Format: img.format}}
-	switch cfg.Kind {
+// postprocessor turns one loaded model's outputs into Results.
+type postprocessor struct {
+	cfg    ModelConfig
+	labels *labelSet
+	outs   []TensorInfo
+	det    detector // kind detection
+	how    string   // ModelInfo.Detector
+}
+
+// newPostprocessor checks the outputs against cfg.Kind (and, for detection, picks the
+// decoder) once, at load.
+func newPostprocessor(cfg ModelConfig, labels *labelSet, in TensorInfo, outs []TensorInfo) (*postprocessor, error) {
+	if err := checkOutputs(cfg.Kind, outs); err != nil {
+		return nil, err
+	}
+	p := &postprocessor{cfg: cfg, labels: labels, outs: outs}
+	if cfg.Kind == KindDetection {
+		det, how, err := newDetector(cfg, in, outs)
+		if err != nil {
+			return nil, err
+		}
+		p.det, p.how = det, how
+	}
+	return p, nil
+}
+
+// run turns one run's output bytes into a Result.
+func (p *postprocessor) run(data [][]byte, img *rgbImage) *Result {
+	r := &Result{Kind: p.cfg.Kind, Image: ImageInfo{Width: img.w, Height: img.h, Format: img.format}}
+	switch p.cfg.Kind {
 	case KindClassification:
-		scores := dequantize(outs[0], data[0])
-		idx := topK(scores, cfg.TopK, cfg.ScoreThreshold)
+		scores := dequantize(p.outs[0], data[0])
+		idx := topK(scores, p.cfg.TopK, p.cfg.ScoreThreshold)
 		r.Classes = make([]Class, len(idx))
 		for i, k := range idx {
-			r.Classes[i] = Class{Index: k, Label: labels.label(k), Score: scores[k]}
+			r.Classes[i] = Class{Index: k, Label: p.labels.label(k), Score: scores[k]}
 		}
 	case KindDetection:
-		boxes := dequantize(outs[0], data[0])
-		classes := dequantize(outs[1], data[1])
-		scores := dequantize(outs[2], data[2])
-		count := int(dequantize(outs[3], data[3])[0])
-		count = min(max(count, 0), len(scores))
-		w, h := float32(img.w), float32(img.h)
-		clamp := func(v, hi float32) float32 { return min(max(v, 0), 1) * hi }
-		r.Detections = []Detection{}
-		for i := range count {
-			if scores[i] < cfg.ScoreThreshold || math.IsNaN(float64(scores[i])) {
-				continue
-			}
-			ymin, xmin, ymax, xmax := boxes[4*i], boxes[4*i+1], boxes[4*i+2], boxes[4*i+3]
-			bx := Box{XMin: clamp(xmin, w), YMin: clamp(ymin, h), XMax: clamp(xmax, w), YMax: clamp(ymax, h)}
-			if bx.XMin > bx.XMax {
-				bx.XMin, bx.XMax = bx.XMax, bx.XMin
-			}
-			if bx.YMin > bx.YMax {
-				bx.YMin, bx.YMax = bx.YMax, bx.YMin
-			}
-			cls := int(classes[i])
-			r.Detections = append(r.Detections, Detection{Label: labels.label(cls), Class: cls, Score: scores[i], Box: bx})
+		r.Detections = p.det.detect(data, imageFrame(img), p.labels)
+		if r.Detections == nil {
+			r.Detections = []Detection{}
 		}
 	case KindRaw:
-		r.Raw = make([]RawTensor, len(outs))
-		for i, o := range outs {
+		r.Raw = make([]RawTensor, len(p.outs))
+		for i, o := range p.outs {
 			r.Raw[i] = RawTensor{Name: o.Name, Type: o.Type, Shape: append([]int(nil), o.Shape...), Data: dequantize(o, data[i])}
 		}
 	}

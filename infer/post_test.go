@@ -25,12 +25,36 @@ func f32bytes(v ...float32) []byte {
 func TestResultGolden(t *testing.T) {
 	img := &rgbImage{w: 640, h: 480, format: "jpeg"}
 	labels := &labelSet{byID: []string{"cat", "dog", "bird", "fish"}, format: LabelsLines, count: 4}
+	face := newFaceOutputs()
+	face.set(680, 2, 12.8, -6.4, 64, 51.2, 0, 0, 6.4, 0, 3.2, 12.8, 3.2, 25.6, -25.6, 6.4, 32, 6.4)
+	face.set(681, 1, 19.2, 0, 64, 51.2)
+	faceOuts, faceData := face.tensors()
+	yoloOut, yoloData := yoloOutput(true, 1, yoloCands)
 	tests := []struct {
-		name string
-		cfg  ModelConfig
-		outs []TensorInfo
-		data [][]byte
+		name     string
+		cfg      ModelConfig
+		in       TensorInfo // default: a 300×300 image
+		noLabels bool
+		outs     []TensorInfo
+		data     [][]byte
 	}{
+		{
+			// MediaPipe's short-range face head: a face with its 6 keypoints, merged by
+			// weighted NMS with an overlapping one, labelled "face" without a labels file.
+			name:     "detection_ssd_anchors",
+			cfg:      ModelConfig{Kind: KindDetection},
+			in:       imageTensor(128, 128),
+			noLabels: true,
+			outs:     faceOuts,
+			data:     faceData,
+		},
+		{
+			name: "detection_yolov8",
+			cfg:  ModelConfig{Kind: KindDetection, MaxDetections: 4},
+			in:   imageTensor(320, 320),
+			outs: []TensorInfo{yoloOut},
+			data: [][]byte{yoloData},
+		},
 		{
 			name: "classification",
 			cfg:  ModelConfig{Kind: KindClassification, TopK: 3},
@@ -72,10 +96,14 @@ func TestResultGolden(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if err := checkOutputs(tc.cfg.Kind, tc.outs); err != nil {
-				t.Fatal(err)
+			in, ls := tc.in, labels
+			if in.Shape == nil {
+				in = imageTensor(300, 300)
 			}
-			r := postprocess(tc.cfg, labels, tc.outs, tc.data, img)
+			if tc.noLabels {
+				ls = nil
+			}
+			r := newTestPost(t, tc.cfg, ls, in, tc.outs).run(tc.data, img)
 			r.Timings = Timings{DecodeMS: 1.5, PreprocessMS: 0.25, InvokeMS: 7, PostprocessMS: 0.01}
 			got, err := json.MarshalIndent(r, "", "  ")
 			if err != nil {
@@ -85,6 +113,27 @@ func TestResultGolden(t *testing.T) {
 			testenv.Golden(t, filepath.Join("infer", tc.name+".json"), got)
 		})
 	}
+}
+
+// imageTensor is a float32 [1,h,w,3] input.
+func imageTensor(h, w int) TensorInfo {
+	return TensorInfo{Name: "image", Type: "float32", Shape: []int{1, h, w, 3}}
+}
+
+// newTestPost is newPostprocessor for cfg with its defaults filled in (cfg needs no
+// path).
+func newTestPost(t testing.TB, cfg ModelConfig, labels *labelSet, in TensorInfo, outs []TensorInfo) *postprocessor {
+	t.Helper()
+	cfg.Path = "model.tflite"
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := newPostprocessor(cfg, labels, in, outs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 func TestCheckOutputsRejects(t *testing.T) {
@@ -102,7 +151,8 @@ func TestCheckOutputsRejects(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if err := checkOutputs(tc.kind, tc.outs); !IsPermanent(err) {
+			_, err := newPostprocessor(ModelConfig{Kind: tc.kind, MaxDetections: 10}, nil, imageTensor(300, 300), tc.outs)
+			if !IsPermanent(err) {
 				t.Fatalf("got %v, want a permanent error", err)
 			}
 		})

@@ -3,6 +3,7 @@ package infer
 import (
 	"context"
 	"os"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -67,9 +68,17 @@ func TestRealSSDDetector(t *testing.T) {
 	if len(r.Detections) == 0 {
 		t.Fatal("no detections on grace_hopper.jpg")
 	}
-	best := r.Detections[0]
-	if best.Label != "person" || best.Class != 0 || best.Score < 0.75 {
-		t.Fatalf("best detection on grace_hopper.jpg: %+v, want a person scoring >= 0.75", best)
+	// With libjpeg-turbo's pixels at DCT scale 5/8 she (person) and her tie both score
+	// 0.789, as they do after an antialiased resize of the full picture (ImageMagick
+	// -filter Triangle to 300x300): which of the two is first is not the point.
+	var best Detection
+	for _, d := range r.Detections {
+		if d.Label == "person" && d.Score > best.Score {
+			best = d
+		}
+	}
+	if best.Label != "person" || best.Class != 0 || best.Score < 0.75 || r.Detections[0].Score > best.Score {
+		t.Fatalf("detections on grace_hopper.jpg: %+v, want a person scoring >= 0.75 among the best", r.Detections)
 	}
 	if b := best.Box; b.XMin > 30 || b.XMax < 480 || b.YMin > 60 || b.YMax < 560 {
 		t.Errorf("person box %+v does not cover her (image 517x606)", b)
@@ -92,7 +101,7 @@ func TestRealSSDDetector(t *testing.T) {
 		{photoSurfers, "person", 0.5, 2},
 		{photoSurfers, "surfboard", 0.9, 1},
 		{photoStreet, "car", 0.7, 3},
-		{photoFood, "donut", 0.55, 2},
+		{photoFood, "donut", 0.45, 2}, // libjpeg's pixels: 0.58, 0.50 (image/jpeg's: 0.66, 0.58)
 	}
 	for _, tc := range tests {
 		r, err := eng.Run(context.Background(), readPhoto(t, tc.photo))
@@ -154,7 +163,7 @@ func TestRealSSDSupervised(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got.Detections) != len(want.Detections) || got.Detections[0] != want.Detections[0] {
+	if !reflect.DeepEqual(got.Detections, want.Detections) {
 		t.Fatalf("supervised %+v, in process %+v", got.Detections, want.Detections)
 	}
 }

@@ -10,8 +10,9 @@ type Result struct {
 	// Classes are the top-k classes, best first (ties: lower index first), those below
 	// the score threshold left out.
 	Classes []Class `json:"classes,omitempty"`
-	// Detections are the detected objects, in the model's order (best first for
-	// TFLite_Detection_PostProcess), those below the score threshold left out.
+	// Detections are the detected objects, best first (in the model's order for
+	// TFLite_Detection_PostProcess, which sorts them), those below the score threshold
+	// left out.
 	Detections []Detection `json:"detections,omitempty"`
 	// Raw are all output tensors, dequantized to float32.
 	Raw []RawTensor `json:"raw,omitempty"`
@@ -37,6 +38,16 @@ type Detection struct {
 	Class int     `json:"class"`           // class index
 	Score float32 `json:"score"`           // confidence
 	Box   Box     `json:"box"`             // in the original image's pixels
+	// Keypoints are the landmarks the model gives with each box, in the original image's
+	// pixels and the model's order (MediaPipe's face detectors: right eye, left eye, nose
+	// tip, mouth centre, right ear tragion, left ear tragion, the subject's sides).
+	Keypoints []Point `json:"keypoints,omitempty"`
+}
+
+// Point is a point in pixels of the original image, clamped to the image.
+type Point struct {
+	X float32 `json:"x"`
+	Y float32 `json:"y"`
 }
 
 // Box is an axis-aligned box in pixels of the original image, clamped to the image:

@@ -32,7 +32,12 @@ func OpenTFLite(ctx context.Context, rt RuntimeConfig, cfg ModelConfig, logger *
 	if err != nil {
 		return nil, err
 	}
-	p, err := newPipeline(ctx, b, cfg, SHA256Hex(data), logger)
+	// Labels and input normalization the model carries (TFLite Model Metadata); a model
+	// whose metadata cannot be read still runs, without it.
+	if b.meta, err = readMetadata(data); err != nil {
+		logger.Warn("model metadata not used", "err", err)
+	}
+	p, err := newPipeline(ctx, b, rt, cfg, SHA256Hex(data), logger)
 	if err != nil {
 		b.Close()
 		return nil, err
@@ -71,7 +76,10 @@ type tfliteBackend struct {
 	outs  [][]byte
 	ins   []TensorInfo
 	outTI []TensorInfo
+	meta  *modelMetadata // nil without metadata
 }
+
+func (b *tfliteBackend) metadata() *modelMetadata { return b.meta }
 
 func newTFLiteBackend(lib *tflite.Library, data []byte, cfg ModelConfig) (*tfliteBackend, error) {
 	m, err := lib.NewModel(data)

@@ -232,7 +232,7 @@ Version: $version
 Architecture: $arch
 Maintainer: $maintainer
 Installed-Size: $size
-Depends: libc6, adduser
+Depends: libc6, adduser, libturbojpeg0
 Recommends: mosquitto
 Suggests: libtensorflow-lite2.14.1
 Section: misc

@@ -2,8 +2,11 @@
 # Installs the Debian packages inferq's tests use as real components: Mosquitto (broker
 # and clients), openssl, systemd (systemd-analyze verify, security), dpkg and lintian (the .deb),
 # qemu-user-static (the arm64 build and runtime under emulation, invoked explicitly),
-# mmdebstrap (the Debian 12 root of the live systemd test, make-test-root.sh) and
-# systemd-container (systemd-nspawn, which boots it).
+# mmdebstrap (the Debian 12 root of the live systemd test, make-test-root.sh),
+# systemd-container (systemd-nspawn, which boots it), libturbojpeg0 (the engine's JPEG
+# decoder), libjpeg-turbo-progs (djpeg and cjpeg: the reference the decoded pixels must
+# match), libimage-exiftool-perl (exiftool writes the EXIF orientations of the test
+# photos) and imagemagick (convert -auto-orient: the reference for orientation).
 # Idempotent: installs only what is missing. Needs root (or sudo) when something is missing.
 set -euo pipefail
 need=()

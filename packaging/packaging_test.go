@@ -163,7 +163,7 @@ func testDeb(t *testing.T, arch string) {
 			{"Package", "inferq"},
 			{"Version", version},
 			{"Architecture", arch},
-			{"Depends", "libc6, adduser"},
+			{"Depends", "libc6, adduser, libturbojpeg0"},
 			{"Recommends", "mosquitto"},
 			{"Suggests", "libtensorflow-lite2.14.1"},
 			{"Section", "misc"},

