@@ -95,3 +95,34 @@ func TestDemoDetectsDogs(t *testing.T) {
 		t.Fatalf("detections %+v: want dogs first, at least two scoring >= 0.8", r.Output.Detections)
 	}
 }
+
+// TestRealFaceDetectorThroughDaemon: MediaPipe's face detector (an anchor-based head that
+// inferq decodes and suppresses itself), told from its output shapes, finds the one face
+// of grace_hopper.jpg through the whole daemon, with its keypoints, in the photo's pixels
+// (the face measured by eye: x 165..365, y 135..335).
+func TestRealFaceDetectorThroughDaemon(t *testing.T) {
+	rt := requireRuntime(t)
+	face := testmodels.FetchFace(t)
+	photo, err := os.ReadFile(testmodels.Photo(t, "tensorflow/go/testdata/label_image/grace_hopper.jpg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := mqtttest.Start(t, mqtttest.Options{})
+	sub := b.Subscribe(t, "-t", "inferq/e2e/results/#", "-q", "1")
+	cfg := e2eConfig(t, b, rt)
+	cfg.Model.Path, cfg.Model.Labels, cfg.Model.Kind = face.ShortRange, "", "detection"
+	d, _, _ := startDaemon(t, cfg)
+	if h := d.Health(); !strings.HasPrefix(h.Model.Detector, "ssd_anchors mediapipe_face_short") {
+		t.Errorf("health model.detector %q, want the anchor head told from the shapes", h.Model.Detector)
+	}
+	dropFile(t, cfg.Spool.Dir, "grace_hopper.jpg", photo)
+	for _, r := range collectResults(t, sub, 1, 60*time.Second) {
+		if r.Status != StatusOK || r.Output == nil || len(r.Output.Detections) != 1 {
+			t.Fatalf("result %+v, want one face", r)
+		}
+		f := r.Output.Detections[0]
+		if bx := f.Box; bx.XMin < 140 || bx.XMin > 200 || bx.XMax < 330 || bx.XMax > 390 || bx.YMin < 110 || bx.YMin > 170 || bx.YMax < 310 || bx.YMax > 370 || len(f.Keypoints) != 6 {
+			t.Fatalf("face %+v, want a box around x 165..365, y 135..335 with 6 keypoints", f)
+		}
+	}
+}
