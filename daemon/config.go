@@ -86,6 +86,11 @@ type QueueConfig struct {
 type WorkerConfig struct {
 	// JobTimeout bounds one inference run; a run past it kills the engine child.
 	JobTimeout time.Duration `yaml:"job_timeout"`
+	// Overlap decodes and pre-processes the next job's image in the engine child while
+	// the current job's model runs (one inference at a time all the same): the next job
+	// is leased before the current one finishes, and a job that arrives meanwhile with a
+	// higher priority still runs first.
+	Overlap bool `yaml:"overlap"`
 }
 
 // ModelConfig describes the model and how to feed it and read it.
@@ -245,7 +250,7 @@ func DefaultConfig() Config {
 			ResultMaxAge:    24 * time.Hour,
 			SmallDevice:     true,
 		},
-		Worker:  WorkerConfig{JobTimeout: 30 * time.Second},
+		Worker:  WorkerConfig{JobTimeout: 30 * time.Second, Overlap: true},
 		Runtime: RuntimeConfig{Engine: "tflite"},
 		Model: ModelConfig{
 			Kind:           "classification",
@@ -544,6 +549,8 @@ func (c *Config) Validate() error {
 	positive("worker.job_timeout", int64(c.Worker.JobTimeout))
 	if c.Worker.JobTimeout >= q.LeaseTimeout {
 		bad("worker.job_timeout", c.Worker.JobTimeout, "must be shorter than queue.lease_timeout")
+	} else if c.Worker.Overlap && 2*c.Worker.JobTimeout >= q.LeaseTimeout {
+		bad("worker.job_timeout", c.Worker.JobTimeout, "must be shorter than half of queue.lease_timeout with worker.overlap: the next job's lease is held while the current one runs")
 	}
 	switch c.Runtime.Engine {
 	case "tflite", "tensorflow":

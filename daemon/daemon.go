@@ -225,8 +225,8 @@ func (d *Daemon) Open(ctx context.Context) error {
 		tmpDir: filepath.Join(cfg.StateDir, "tmp"),
 		rawMax: cfg.Model.update().rawMax, rawSummary: cfg.Model.update().rawSummary,
 		events: events, watch: func(ev []byte) { d.hub.publish(control.WatchEvent, ev) },
-		paused: func() bool { return d.paused.get().Worker },
-		now:    d.now, log: d.log.With(logkey.Component, "worker"), observe: d.observeRun,
+		paused: func() bool { return d.paused.get().Worker }, overlap: cfg.Worker.Overlap,
+		now: d.now, log: d.log.With(logkey.Component, "worker"), observe: d.observeRun,
 	})
 	if err := os.MkdirAll(d.worker.tmpDir, 0o750); err != nil {
 		return fmt.Errorf("cannot create state_dir/tmp: %w", err)

@@ -47,6 +47,12 @@ type modelUpdate struct {
 	rawSummary bool
 }
 
+// nextRunner is an engine that can take the next job's image with the current one, to
+// decode and pre-process it while the current job's model runs (infer.Supervisor.RunNext).
+type nextRunner interface {
+	RunNext(ctx context.Context, image []byte, key string, next []byte, nextKey string) (*infer.Result, error)
+}
+
 // loadRetry is how often the worker tries again to load a model that would not load.
 const loadRetry = 30 * time.Second
 
@@ -118,6 +124,9 @@ type workerConfig struct {
 	watch func([]byte)
 	// paused, when set, says whether an operator paused the worker: no job is leased.
 	paused func() bool
+	// overlap (worker.overlap) holds the next job's lease while the current one runs and
+	// has the engine prepare its image meanwhile, when the engine can (nextRunner).
+	overlap bool
 	now    func() time.Time // default time.Now
 	log    *slog.Logger     // default: discarded
 	// observe is told every attempt's run duration (the metrics' histogram; default: none).
@@ -197,25 +206,78 @@ func (w *worker) Run(ctx context.Context) error {
 			continue
 		}
 		// A finished job's ack and the next job's lease share one commit (one fsync per
-		// job) while work is waiting; a pending reload goes between the two jobs.
+		// job) while work is waiting; a pending reload goes between the two jobs. With
+		// overlap, the job after the current one is held too (pre), its image prepared
+		// while the current one runs.
+		var pre *queue.Lease
 		for l != nil && ctx.Err() == nil {
 			w.beat()
 			if w.paused != nil && w.paused() {
-				// Paused between jobs: the next one goes back to its place, unrun.
-				if err := w.q.Release(ctx, l); err != nil {
-					w.noteError(fmt.Errorf("cannot return job %s: %w", l.Job.ID, err))
-				}
+				// Paused between jobs: the next ones go back to their place, unrun.
+				w.release(ctx, l, pre)
+				l, pre = nil, nil
 				break
 			}
 			if w.reload.Swap(false) {
 				w.doReload(ctx)
 			}
-			l = w.process(ctx, l)
+			if pre == nil && w.overlap {
+				pre = w.tryLease(ctx)
+			}
+			next := w.process(ctx, l, pre)
+			if ctx.Err() != nil {
+				// Stopping: the held job never started; it keeps its place and attempt
+				// (the interrupted one stays leased, as without overlap).
+				w.release(context.WithoutCancel(ctx), pre, next)
+				break
+			}
+			l, pre = runOrder(pre, next)
 		}
 	}
 }
 
 func (w *worker) beat() { w.heartbeat.Store(w.now().UnixNano()) }
+
+// runOrder picks, of the held job (pre) and the one the last ack leased (next), the one
+// to run now and the one to hold: the higher priority first, the earlier lease on a tie
+// (the queue's own order), so a job that arrived while pre was held still runs before it
+// when its priority is higher.
+func runOrder(pre, next *queue.Lease) (run, hold *queue.Lease) {
+	switch {
+	case pre == nil:
+		return next, nil
+	case next == nil:
+		return pre, nil
+	case next.Job.Priority > pre.Job.Priority:
+		return next, pre
+	default:
+		return pre, next
+	}
+}
+
+// tryLease leases the next ready job without waiting; nil when none is ready.
+func (w *worker) tryLease(ctx context.Context) *queue.Lease {
+	lctx, cancel := context.WithCancel(ctx)
+	cancel() // a cancelled Lease polls: a ready job, or an error at once
+	l, err := w.q.Lease(lctx)
+	w.settleExhausted(ctx)
+	if err != nil {
+		return nil
+	}
+	return l
+}
+
+// release gives held jobs back unrun: each keeps its place, its attempt not counted.
+func (w *worker) release(ctx context.Context, ls ...*queue.Lease) {
+	for _, l := range ls {
+		if l == nil {
+			continue
+		}
+		if err := w.q.Release(ctx, l); err != nil {
+			w.noteError(fmt.Errorf("cannot return job %s: %w", l.Job.ID, err))
+		}
+	}
+}
 
 // Alive reports an error when the loop has not shown life for longer than a job may
 // take, which means the daemon itself (not the engine child) is stuck.
@@ -320,8 +382,9 @@ func (w *worker) reloaded(err error) {
 }
 
 // process runs one job and settles it; after a success it returns the next job's lease
-// when one was ready.
-func (w *worker) process(ctx context.Context, l *queue.Lease) *queue.Lease {
+// when one was ready. pre, when set, is the job held to run after this one: its image
+// goes to the engine with this job's, to be prepared while this one runs.
+func (w *worker) process(ctx context.Context, l *queue.Lease, pre *queue.Lease) *queue.Lease {
 	job := l.Job
 	start := w.now()
 	w.busySince.Store(start.UnixNano())
@@ -337,7 +400,7 @@ func (w *worker) process(ctx context.Context, l *queue.Lease) *queue.Lease {
 		err = fmt.Errorf("cannot read job image: %w", err)
 	} else {
 		rctx, cancel := context.WithTimeout(ctx, w.jobTimeout)
-		res, err = w.eng.Run(rctx, img)
+		res, err = w.run(rctx, img, l, pre)
 		cancel()
 		if err == nil {
 			w.mu.Lock()
@@ -370,6 +433,24 @@ func (w *worker) process(ctx context.Context, l *queue.Lease) *queue.Lease {
 	}
 	w.settleFailed(ctx, l, log, msg, err, start, end)
 	return nil
+}
+
+// run runs the engine on img (l's image), handing over pre's image to prepare when the
+// engine can; an unreadable pre image is left for pre's own run to report.
+func (w *worker) run(ctx context.Context, img []byte, l, pre *queue.Lease) (*infer.Result, error) {
+	nr, ok := w.eng.(nextRunner)
+	if !ok || !w.overlap {
+		return w.eng.Run(ctx, img)
+	}
+	// Always with this job's key: its image may have been prepared with the last run.
+	var next []byte
+	nextKey := ""
+	if pre != nil {
+		if b, err := w.q.Image(pre); err == nil {
+			next, nextKey = b, pre.Job.ID
+		}
+	}
+	return nr.RunNext(ctx, img, l.Job.ID, next, nextKey)
 }
 
 // resultMessage is the result message's common part for a job that ran from start to end.

@@ -15,7 +15,9 @@ import (
 )
 
 // Protocol between Supervisor and ServeChild: gob-encoded request/response pairs over
-// the child's stdin/stdout, strictly one request in flight.
+// the child's stdin/stdout, strictly one request in flight. A run may carry the next
+// job's image (Next, NextKey): the child decodes and pre-processes it in the background
+// while this run's model runs, and the following run whose Key matches uses it.
 const (
 	opOpen = "open"
 	opRun  = "run"
@@ -27,6 +29,11 @@ type request struct {
 	Model    ModelConfig
 	Image    []byte
 	Deadline time.Time // zero: none
+	// Key identifies Image (a job id) so a prepared image is used only for its own job;
+	// Next and NextKey are the image expected to run next, to prepare meanwhile.
+	Key     string
+	Next    []byte
+	NextKey string
 }
 
 type response struct {
@@ -58,7 +65,11 @@ func ServeChildWith(ctx context.Context, in io.Reader, out io.Writer, logger *sl
 	dec := gob.NewDecoder(bufio.NewReader(in))
 	enc := gob.NewEncoder(bw)
 	var eng Engine
+	var pending *pendingPrep // the next job's image being prepared, if any
 	defer func() {
+		if pending != nil {
+			<-pending.done // its goroutine uses the engine's decoder
+		}
 		if eng != nil {
 			eng.Close()
 		}
@@ -77,6 +88,10 @@ func ServeChildWith(ctx context.Context, in io.Reader, out io.Writer, logger *sl
 		var resp response
 		switch req.Op {
 		case opOpen:
+			if pending != nil {
+				<-pending.done
+				pending = nil
+			}
 			if eng != nil {
 				eng.Close()
 				eng = nil
@@ -101,7 +116,30 @@ func ServeChildWith(ctx context.Context, in io.Reader, out io.Writer, logger *sl
 			if !req.Deadline.IsZero() {
 				rctx, cancel = context.WithDeadline(ctx, req.Deadline)
 			}
-			r, err := eng.Run(rctx, req.Image)
+			// The image prepared during the previous run, if it is this job's.
+			var in *prepared
+			var inErr error
+			if pending != nil {
+				<-pending.done
+				if req.Key != "" && pending.key == req.Key {
+					in, inErr = pending.in, pending.err
+				}
+				pending = nil
+			}
+			pr, canPrepare := eng.(preparer)
+			if canPrepare && len(req.Next) > 0 && req.NextKey != "" {
+				pending = startPrepare(pr, req.NextKey, req.Next)
+			}
+			var r *Result
+			var err error
+			switch {
+			case inErr != nil:
+				err = inErr // the image failed to decode: the same error as decoding it now
+			case in != nil:
+				r, err = pr.runPrepared(rctx, in)
+			default:
+				r, err = eng.Run(rctx, req.Image)
+			}
 			cancel()
 			resp.Result, resp.Err = r, toWire(err)
 		default:
@@ -114,6 +152,25 @@ func ServeChildWith(ctx context.Context, in io.Reader, out io.Writer, logger *sl
 			return fmt.Errorf("cannot write response: %w", err)
 		}
 	}
+}
+
+// pendingPrep is an image being prepared in the background for the run whose Key is key.
+type pendingPrep struct {
+	key  string
+	done chan struct{} // closed when in or err is set
+	in   *prepared
+	err  error
+}
+
+// startPrepare prepares img on its own goroutine, which the child's loop owns: every
+// path that drops a pendingPrep first waits for done.
+func startPrepare(pr preparer, key string, img []byte) *pendingPrep {
+	p := &pendingPrep{key: key, done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		p.in, p.err = pr.prepare(img)
+	}()
+	return p
 }
 
 func testHook(img []byte) {

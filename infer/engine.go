@@ -48,9 +48,12 @@ type pipeline struct {
 	norm   normalizer
 	labels *labelSet
 	dec    *imageDecoder
-	post   *postprocessor
-	buf    []byte
-	logger *slog.Logger
+	// prepDec decodes the next job's image while Run or runPrepared runs (child.go);
+	// only the child's one prepare goroutine at a time uses it.
+	prepDec *imageDecoder
+	post    *postprocessor
+	buf     []byte
+	logger  *slog.Logger
 }
 
 // Opener opens an engine in the current process; OpenTFLite is one. ServeChildWith uses
@@ -116,6 +119,7 @@ func newPipeline(ctx context.Context, b Backend, rt RuntimeConfig, cfg ModelConf
 		return nil, fmt.Errorf("cannot warm up model %s: %w", cfg.Path, err)
 	}
 	p.dec = newImageDecoder(turboCandidates(rt))
+	p.prepDec = newImageDecoder(turboCandidates(rt))
 	p.info.Decoder = p.dec.Name()
 	if p.dec.turbo == nil {
 		logger.Warn("libjpeg-turbo not loaded: JPEG goes through image/jpeg (slower, and its pixels differ from those models are trained on)", "decoder", p.info.Decoder)
@@ -153,6 +157,56 @@ func (p *pipeline) Run(ctx context.Context, image []byte) (*Result, error) {
 	return r, nil
 }
 
+// prepared is an image decoded and pre-processed ahead of its run: the input tensor's
+// bytes, what post-processing needs of the image (its size; not its pixels), and what
+// the preparation cost.
+type prepared struct {
+	buf                    []byte
+	img                    rgbImage
+	decodeMS, preprocessMS float64
+}
+
+// preparer is an Engine that can prepare an image apart from running it, so the child
+// prepares the next job's image while the current one's model runs.
+type preparer interface {
+	// prepare may run concurrently with Run and runPrepared (never with itself).
+	prepare(image []byte) (*prepared, error)
+	runPrepared(ctx context.Context, in *prepared) (*Result, error)
+}
+
+func (p *pipeline) prepare(image []byte) (*prepared, error) {
+	t0 := time.Now()
+	img, err := p.prepDec.decode(image, p.cfg.MaxPixels, p.in.w, p.in.h)
+	if err != nil {
+		return nil, err
+	}
+	t1 := time.Now()
+	buf := preprocess(img, p.in, p.norm, nil)
+	t2 := time.Now()
+	in := &prepared{buf: buf, img: *img, decodeMS: ms(t1.Sub(t0)), preprocessMS: ms(t2.Sub(t1))}
+	in.img.src = nil // the pixels are in buf; the decoder may reuse its own memory
+	return in, nil
+}
+
+func (p *pipeline) runPrepared(ctx context.Context, in *prepared) (*Result, error) {
+	if p.b == nil {
+		return nil, newErr(ErrClosed, false, nil, "engine is closed")
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, newErr(ErrTimeout, false, err, "before invoking")
+	}
+	t2 := time.Now()
+	outs, err := p.b.Invoke(ctx, in.buf)
+	if err != nil {
+		return nil, err
+	}
+	t3 := time.Now()
+	r := p.post.run(outs, &in.img)
+	t4 := time.Now()
+	r.Timings = Timings{DecodeMS: in.decodeMS, PreprocessMS: in.preprocessMS, InvokeMS: ms(t3.Sub(t2)), PostprocessMS: ms(t4.Sub(t3)), Prepared: true}
+	return r, nil
+}
+
 func (p *pipeline) Close() error {
 	if p.b == nil {
 		return nil
@@ -160,6 +214,7 @@ func (p *pipeline) Close() error {
 	err := p.b.Close()
 	p.b = nil
 	p.dec.Close()
+	p.prepDec.Close()
 	return err
 }
 

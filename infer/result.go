@@ -80,6 +80,9 @@ type Timings struct {
 	PreprocessMS  float64 `json:"preprocess_ms"`
 	InvokeMS      float64 `json:"invoke_ms"`
 	PostprocessMS float64 `json:"postprocess_ms"`
+	// Prepared says the image was decoded and pre-processed while the previous job's
+	// model ran (Supervisor.RunNext), so decode and pre-processing cost this job no wait.
+	Prepared bool `json:"prepared,omitempty"`
 }
 
 // RawSummary describes one raw output tensor without its values: its shape and the

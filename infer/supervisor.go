@@ -119,6 +119,21 @@ func (s *Supervisor) Open(ctx context.Context) error {
 // Run sends one image to the child. A crash or hang costs this run (a transient error)
 // and a child restart; the next Run uses the new child.
 func (s *Supervisor) Run(ctx context.Context, image []byte) (*Result, error) {
+	return s.run(ctx, request{Op: opRun, Image: image})
+}
+
+// RunNext is Run for the job key that also hands over next, the image of the job
+// expected to run after it (nextKey): the child decodes and pre-processes next while
+// this job's model runs, and the RunNext for nextKey then only invokes the model
+// (Result.Timings.Prepared). Exactly one inference runs at a time, as with Run. When
+// the next run is for another job, or the child was restarted in between, the prepared
+// image is dropped and the image decoded as Run does; a next image that fails to decode
+// fails only its own run, with the error decoding it then would give.
+func (s *Supervisor) RunNext(ctx context.Context, image []byte, key string, next []byte, nextKey string) (*Result, error) {
+	return s.run(ctx, request{Op: opRun, Image: image, Key: key, Next: next, NextKey: nextKey})
+}
+
+func (s *Supervisor) run(ctx context.Context, req request) (*Result, error) {
 	s.runMu.Lock()
 	defer s.runMu.Unlock()
 	s.mu.Lock()
@@ -136,7 +151,6 @@ func (s *Supervisor) Run(ctx context.Context, image []byte) (*Result, error) {
 	s.mu.Lock()
 	s.stats.Runs++
 	s.mu.Unlock()
-	req := request{Op: opRun, Image: image}
 	if dl, ok := ctx.Deadline(); ok {
 		req.Deadline = dl
 	}

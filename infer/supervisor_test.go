@@ -3,10 +3,12 @@ package infer
 import (
 	"context"
 	"errors"
+	"fmt"
 	"image/color"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -314,4 +316,81 @@ func TestSupervisorCallerGivesUp(t *testing.T) {
 	if _, err := s.Run(context.Background(), img); err != nil {
 		t.Fatalf("run after a cancelled one: %v", err)
 	}
+}
+
+// TestSupervisorRunNext: with the next image handed over, the child prepares it while
+// the current one runs, and the next run only invokes: results equal Run's exactly. A
+// run for another job than the one prepared, a next image that does not decode, and a
+// child crash with an image prepared all give what Run would.
+func TestSupervisorRunNext(t *testing.T) {
+	rt := needRuntime(t)
+	s := newTestSupervisor(t, rt, ModelConfig{Path: "../testdata/models/demo.tflite", Labels: "../testdata/models/demo.labels", TopK: 3, Threads: 1})
+	if err := s.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	imgs := [][]byte{
+		encodeJPEG(t, noiseImage(640, 480, 1)), encodePNG(t, solid(300, 200, color.RGBA{R: 250, A: 255})),
+		encodeJPEG(t, noiseImage(320, 240, 2)), encodePNG(t, solid(64, 64, color.RGBA{B: 250, A: 255})),
+	}
+	want := make([]*Result, len(imgs))
+	for i, img := range imgs {
+		r, err := s.Run(ctx, img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[i] = r
+	}
+	same := func(t *testing.T, got, want *Result) {
+		t.Helper()
+		if !reflect.DeepEqual(got.Classes, want.Classes) || got.Image != want.Image {
+			t.Fatalf("got %+v %+v, want %+v %+v", got.Classes, got.Image, want.Classes, want.Image)
+		}
+	}
+	// A chain: each run hands over the next image.
+	for i, img := range imgs {
+		var next []byte
+		nextKey := ""
+		if i+1 < len(imgs) {
+			next, nextKey = imgs[i+1], fmt.Sprint(i+1)
+		}
+		r, err := s.RunNext(ctx, img, fmt.Sprint(i), next, nextKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		same(t, r, want[i])
+		if r.Timings.Prepared != (i > 0) {
+			t.Errorf("run %d: prepared = %v, want %v", i, r.Timings.Prepared, i > 0)
+		}
+	}
+	// Prepared for job "a", but "b" runs next: b is decoded as Run does.
+	if _, err := s.RunNext(ctx, imgs[0], "x", imgs[1], "a"); err != nil {
+		t.Fatal(err)
+	}
+	r, err := s.RunNext(ctx, imgs[2], "b", nil, "")
+	if err != nil || r.Timings.Prepared {
+		t.Fatalf("run of another job than the prepared one: %+v, %v; want decoded afresh", r, err)
+	}
+	same(t, r, want[2])
+	// A next image that does not decode fails its own run, permanently, as Run would.
+	bad := []byte("\xff\xd8\xff\xe0 not a jpeg at all")
+	_, runErr := s.Run(ctx, bad)
+	if r, err := s.RunNext(ctx, imgs[0], "c", bad, "d"); err != nil {
+		t.Fatalf("the run before a bad next image: %v", err)
+	} else {
+		same(t, r, want[0])
+	}
+	if _, err := s.RunNext(ctx, bad, "d", nil, ""); !IsPermanent(err) || err.Error() != runErr.Error() {
+		t.Fatalf("prepared bad image: %v, want what Run gives: %v", err, runErr)
+	}
+	// The child crashes with an image prepared: the restarted child decodes it afresh.
+	restarts := s.Stats().Restarts
+	if _, err := s.RunNext(ctx, []byte("inferq-test:crash"), "e", imgs[3], "f"); !errors.Is(err, ErrEngineCrashed) {
+		t.Fatalf("crash: %v", err)
+	}
+	r, err = s.RunNext(ctx, imgs[3], "f", nil, "")
+	if err != nil || r.Timings.Prepared || s.Stats().Restarts != restarts+1 {
+		t.Fatalf("after a crash: %+v, %v, restarts %d; want a fresh decode in a new child", r, err, s.Stats().Restarts)
+	}
+	same(t, r, want[3])
 }

@@ -139,6 +139,15 @@ mqtt: {enabled: false}
 	if err := json.Unmarshal([]byte(must("job", "blue-1", "--json")), &j); err != nil || j.Result == nil {
 		t.Fatalf("job blue-1 --json: %+v %v; want the kept result", j, err)
 	}
+	// worker.overlap (on by default): red-1 was held while blue-1 ran, and its image was
+	// decoded meanwhile in the engine child.
+	var red control.Job
+	if err := json.Unmarshal([]byte(must("job", "red-1", "--json")), &red); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := json.Marshal(red.Result); !strings.Contains(string(b), `"prepared":true`) {
+		t.Errorf("red-1's result %s: want timings.prepared (decoded while blue-1 ran)", b)
+	}
 	if out := must("dead", "list"); strings.Count(out, "\n") != 1 {
 		t.Fatalf("dead list: %q, want the header only", out)
 	}
