@@ -12,12 +12,15 @@ export INFERQ_TFLITE_RUNTIME := $(TFLITE_DIR)
 # sid's arm64 closure: the arm64 smoke test runs inferq under qemu-aarch64-static with it.
 TFLITE_ARM64_DIR ?= $(CACHE)/tflite-arm64
 export INFERQ_TFLITE_RUNTIME_ARM64 := $(TFLITE_ARM64_DIR)
+# Google's TFLite 2.9.0 C library with XNNPACK (npm tfjs-tflite-node), amd64 and arm64.
+TFLITE_NPM_DIR ?= $(CACHE)/tflite-npm
+export INFERQ_TFLITE_NPM := $(TFLITE_NPM_DIR)
 # Debian architecture for make deb (default: this machine's, or GOARCH's).
 ARCH ?=
 # TensorFlow C headers for compile-checking the SavedModel backend (see README).
 TF_HEADERS = $(shell $(GO) env GOMODCACHE)/github.com/tensorflow/tensorflow@v2.15.0+incompatible
 
-.PHONY: unit all build test test-deps tflite-runtime tflite-runtime-arm64 vet cross-check fmt-check tidy-check bench demo deb clean fuzz
+.PHONY: unit all build test test-deps tflite-runtime tflite-runtime-arm64 tflite-npm vet cross-check fmt-check tidy-check bench demo deb clean fuzz
 
 all: build
 
@@ -30,11 +33,13 @@ build:
 # Everything the tests need, installed idempotently: Debian's Mosquitto, lintian,
 # qemu-user-static, mmdebstrap and systemd-nspawn (apt), the TFLite 2.14.1 runtime closures
 # from sid for this machine and for arm64 (unpacked under .cache, the system untouched),
+# Google's TFLite 2.9.0 C library from npm (tfjs-tflite-node, sha256-checked, .cache too),
 # and the Debian 12 root the live systemd test boots (.cache/test-root, built once).
 test-deps:
 	./packaging/install-test-deps.sh
 	./packaging/fetch-tflite-runtime.sh $(TFLITE_DIR)
 	./packaging/fetch-tflite-runtime.sh $(TFLITE_ARM64_DIR) arm64
+	./packaging/fetch-tflite-npm.sh $(TFLITE_NPM_DIR)
 	./packaging/make-test-root.sh >/dev/null
 
 tflite-runtime:
@@ -42,6 +47,9 @@ tflite-runtime:
 
 tflite-runtime-arm64:
 	./packaging/fetch-tflite-runtime.sh $(TFLITE_ARM64_DIR) arm64
+
+tflite-npm:
+	./packaging/fetch-tflite-npm.sh $(TFLITE_NPM_DIR)
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -83,7 +91,7 @@ test: test-deps fmt-check tidy-check vet cross-check
 # Fast feedback while editing: -short, and the tests that need Mosquitto, the TFLite
 # runtime, root or a download skip (make test is what proves them).
 unit:
-	INFERQ_REQUIRE_EXTERNAL=0 INFERQ_TFLITE_RUNTIME= INFERQ_TFLITE_RUNTIME_ARM64= $(GO) test -short -count=1 ./...
+	INFERQ_REQUIRE_EXTERNAL=0 INFERQ_TFLITE_RUNTIME= INFERQ_TFLITE_RUNTIME_ARM64= INFERQ_TFLITE_NPM= $(GO) test -short -count=1 ./...
 
 fuzz:
 	./packaging/fuzz-all.sh 20s

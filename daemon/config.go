@@ -160,6 +160,12 @@ type RuntimeConfig struct {
 	// Dir is a runtime closure made by packaging/fetch-tflite-runtime.sh: the engine child
 	// runs under that closure's own dynamic loader.
 	Dir string `yaml:"dir"`
+	// Candidates are further TFLite C libraries (Google's 2.9.0 with XNNPACK from
+	// packaging/fetch-tflite-npm.sh) that compete at load with the one above: each runs
+	// MeasureInvokes timed invokes of the model and the fastest runs it; health says which
+	// and the figures. Empty: the one library, unmeasured.
+	Candidates     []string `yaml:"candidates"`
+	MeasureInvokes int      `yaml:"measure_invokes"`
 }
 
 // SpoolSource gives a spool sub-directory (a camera) its priority.
@@ -251,7 +257,7 @@ func DefaultConfig() Config {
 			SmallDevice:     true,
 		},
 		Worker:  WorkerConfig{JobTimeout: 30 * time.Second, Overlap: true},
-		Runtime: RuntimeConfig{Engine: "tflite"},
+		Runtime: RuntimeConfig{Engine: "tflite", MeasureInvokes: 5},
 		Model: ModelConfig{
 			Kind:           "classification",
 			TopK:           5,
@@ -472,6 +478,11 @@ func (c *Config) resolvePaths(base string) {
 			*p = filepath.Join(base, *p)
 		}
 	}
+	for i, p := range c.Runtime.Candidates {
+		if p != "" && !filepath.IsAbs(p) {
+			c.Runtime.Candidates[i] = filepath.Join(base, p)
+		}
+	}
 }
 
 // FieldError names the configuration field and the value that is wrong with it.
@@ -556,6 +567,14 @@ func (c *Config) Validate() error {
 	case "tflite", "tensorflow":
 	default:
 		bad("runtime.engine", strconv.Quote(c.Runtime.Engine), "must be tflite or tensorflow")
+	}
+	if n := c.Runtime.MeasureInvokes; n < 1 || n > 100 {
+		bad("runtime.measure_invokes", n, "must be between 1 and 100")
+	}
+	for i, p := range c.Runtime.Candidates {
+		if p == "" {
+			bad(fmt.Sprintf("runtime.candidates[%d]", i), `""`, "must name a TFLite C library file")
+		}
 	}
 	m := c.Model
 	modelErrs := len(errs)

@@ -181,9 +181,10 @@ func (d *Daemon) Open(ctx context.Context) error {
 	eng, err := infer.NewSupervisor(infer.SupervisorConfig{
 		Command: d.opts.EngineCommand,
 		Env:     d.opts.EngineEnv,
-		Runtime: infer.RuntimeConfig{Library: cfg.Runtime.Library, RuntimeDir: cfg.Runtime.Dir},
-		Model:   cfg.Model.engineConfig(),
-		Logger:  d.log.With(logkey.Component, "engine"),
+		Runtime: infer.RuntimeConfig{Library: cfg.Runtime.Library, RuntimeDir: cfg.Runtime.Dir,
+			Candidates: cfg.Runtime.Candidates, MeasureInvokes: cfg.Runtime.MeasureInvokes},
+		Model:  cfg.Model.engineConfig(),
+		Logger: d.log.With(logkey.Component, "engine"),
 	})
 	if err != nil {
 		return fmt.Errorf("cannot configure engine: %w", err)

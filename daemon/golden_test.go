@@ -59,7 +59,9 @@ func TestGoldenHealth(t *testing.T) {
 			Outputs: []infer.TensorInfo{{Name: "scores", Type: "uint8", Shape: []int{1, 1001}, Scale: 0.00390625}}, Labels: 1001,
 			InputConvention: "raw pixels 0..255 (uint8 input, scale 0.0078125, zero point 128; auto)", LabelsFormat: "one_per_line",
 			DelegateError: "no delegate configured", Decoder: "libjpeg-turbo 2.1.5 (/usr/lib/x86_64-linux-gnu/libturbojpeg.so.0.2.0)",
-			LabelsSource: "model.labels"},
+			LabelsSource: "model.labels",
+			TFLite: &infer.TFLiteInfo{Library: "/var/lib/inferq/tflite/usr/lib/x86_64-linux-gnu/libtensorflow-lite.so.2.14.1", Version: "2.14.1",
+				Choice: "configured", XNNPACKError: "TFLite 2.14.1: the XNNPACK delegate is created only for TFLite 2.9.x", Cancel: true}},
 		// The crash is past: the engine ran a job after it.
 		engine: engineStats{Restarts: 1, Crashes: 1, LastError: "engine child crashed: signal: segmentation fault", LastErrorAt: t0.Add(30 * time.Minute)},
 		queue: queue.Stats{Ready: map[int]int{0: 10, 5: 2}, ReadyTotal: 12, Leased: 1, Delayed: 3, Dead: 2, Outbox: 4,

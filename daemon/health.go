@@ -76,6 +76,10 @@ type HealthModel struct {
 	Decoder      string `json:"decoder,omitempty"`
 	Detector     string `json:"detector,omitempty"`
 	LabelsSource string `json:"labels_source,omitempty"`
+	// TFLite is the TFLite library running the model, how it was chosen (with each
+	// candidate's measured invokes), XNNPACK in use or why not, and whether a run past
+	// its deadline is cancelled in the engine child.
+	TFLite *infer.TFLiteInfo `json:"tflite,omitempty"`
 }
 
 // HealthEngine describes the supervised engine child. LastError is the
@@ -269,7 +273,7 @@ func buildHealth(in healthInputs) Health {
 			Input: in.model.InputConvention, LabelsFormat: in.model.LabelsFormat,
 			Inputs: in.model.Inputs, Outputs: in.model.Outputs, Labels: in.model.Labels, RuntimeVersion: in.model.Version,
 			Delegate: in.model.Delegate, DelegateError: in.model.DelegateError,
-			Decoder: in.model.Decoder, Detector: in.model.Detector, LabelsSource: in.model.LabelsSource},
+			Decoder: in.model.Decoder, Detector: in.model.Detector, LabelsSource: in.model.LabelsSource, TFLite: in.model.TFLite},
 		Engine: engineHealth(in.engine, in.worker.Busy, in.worker.EngineOKAt),
 		Queue: HealthQueue{
 			Depth: in.queue.ReadyTotal, ByPriority: map[string]int{}, Leased: in.queue.Leased,

@@ -8,6 +8,7 @@ import (
 
 	"github.com/inferq/inferq/infer"
 	"github.com/inferq/inferq/infer/testmodels"
+	"github.com/inferq/inferq/internal/testenv"
 	"github.com/inferq/inferq/transport/mqtt/mqtttest"
 )
 
@@ -123,6 +124,35 @@ func TestRealFaceDetectorThroughDaemon(t *testing.T) {
 		f := r.Output.Detections[0]
 		if bx := f.Box; bx.XMin < 140 || bx.XMin > 200 || bx.XMax < 330 || bx.XMax > 390 || bx.YMin < 110 || bx.YMin > 170 || bx.YMax < 310 || bx.YMax > 370 || len(f.Keypoints) != 6 {
 			t.Fatalf("face %+v, want a box around x 165..365, y 135..335 with 6 keypoints", f)
+		}
+	}
+}
+
+// TestRuntimeCandidates: with Google's TFLite 2.9.0 (XNNPACK) as a candidate beside the
+// closure's 2.14.1, both are measured on the model at load, the faster runs it, and
+// health says which, how it was chosen, and both figures; results are right either way.
+func TestRuntimeCandidates(t *testing.T) {
+	rt := requireRuntime(t)
+	npm := testenv.TFLiteNPM(t)
+	b := mqtttest.Start(t, mqtttest.Options{})
+	sub := b.Subscribe(t, "-t", "inferq/e2e/results/#", "-q", "1")
+	cfg := e2eConfig(t, b, rt)
+	cfg.Runtime.Candidates = []string{npm}
+	d, _, _ := startDaemon(t, cfg)
+	tf := d.Health().Model.TFLite
+	if tf == nil || tf.Choice != "measured" || len(tf.Trials) != 2 {
+		t.Fatalf("health model.tflite %+v, want a measured choice between two trials", tf)
+	}
+	for _, tr := range tf.Trials {
+		if tr.Err != "" || tr.Median <= 0 {
+			t.Errorf("trial %+v, want figures", tr)
+		}
+	}
+	t.Logf("chosen %s %s (%s); trials %+v", tf.Library, tf.Version, tf.XNNPACK, tf.Trials)
+	dropFile(t, cfg.Spool.Dir, "a.jpg", testJPEG(t, 1))
+	for _, r := range collectResults(t, sub, 1, 60*time.Second) {
+		if r.Status != StatusOK || r.Output == nil || len(r.Output.Classes) == 0 {
+			t.Fatalf("result %+v", r)
 		}
 	}
 }

@@ -95,6 +95,14 @@ type RuntimeConfig struct {
 	// then runs under its loader (<dir>/usr/lib64/ld-linux-x86-64.so.2 --library-path
 	// <dir>/usr/lib/x86_64-linux-gnu).
 	RuntimeDir string
+	// Candidates are further TFLite C libraries (such as Google's 2.9.0 with XNNPACK from
+	// packaging/fetch-tflite-npm.sh) that compete at load with the library named above
+	// (Library, else RuntimeDir's): each runs MeasureInvokes timed invokes of the model
+	// and the lowest median runs it (ModelInfo.TFLite gives the figures). Empty: the one
+	// library, unmeasured. See tfliteLibraries.
+	Candidates []string
+	// MeasureInvokes is how many timed invokes each candidate gets (default 5).
+	MeasureInvokes int
 }
 
 // withDefaults returns c with defaults filled in, or an error naming the bad field.
@@ -192,9 +200,15 @@ type ModelInfo struct {
 	Kind          string       `json:"kind"`
 	Delegate      string       `json:"delegate,omitempty"`       // delegate in use
 	DelegateError string       `json:"delegate_error,omitempty"` // why the delegate is not in use
+	// TFLite says which TFLite library runs the model, how it was chosen (with each
+	// candidate's measured figures), whether XNNPACK runs it and whether a run past its
+	// deadline is cancelled in the child; nil for other runtimes.
+	TFLite *TFLiteInfo `json:"tflite,omitempty"`
 	// InputConvention says how pixels become the input tensor, and whether the
 	// configuration or the model chose it (e.g. "raw pixels 0..255 (uint8 input, scale
-	// 0.0078125, zero point 128; auto)").
+	// 0.0078125, zero point 128; auto)", or for a float input whose metadata gives its
+	// normalization "normalize mean_std (mean [127.5 127.5 127.5], std [127.5 127.5
+	// 127.5]; model metadata; auto)").
 	InputConvention string `json:"input_convention,omitempty"`
 	// LabelsFormat is the labels file's detected format (LabelsLines or LabelsIDs), and
 	// Labels how many labels it holds; empty without a labels file.

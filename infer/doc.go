@@ -34,7 +34,14 @@
 //     picture's own pixels, whatever DCT scale was decoded.
 //   - A run past its context deadline is cancelled inside TFLite at the deadline
 //     (TfLiteInterpreterCancel) and, if the child does not answer within the kill grace,
-//     the child is killed and restarted; either way Run returns a transient error.
+//     the child is killed and restarted; either way Run returns a transient error. A
+//     library without the cancellation API (Google's 2.9.0) is accepted: its runs end by
+//     the kill, and [ModelInfo].TFLite says cancellation is unavailable.
+//   - The TFLite library is the configured one, or, with RuntimeConfig.Candidates, the
+//     one with the lowest median of a few timed invokes of the model at load; the
+//     XNNPACK delegate runs the model wherever the library has it. [ModelInfo].TFLite
+//     says which library, how it was chosen (every candidate's figures), and whether
+//     XNNPACK runs it or why not.
 //   - With SupervisorConfig.MaxChildRSS set, a child whose resident memory grows past it
 //     (a leak) is replaced between jobs; the job that ran is not affected.
 //   - Reload loads and warms up the new model in a new child before swapping; if that

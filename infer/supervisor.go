@@ -439,8 +439,9 @@ func (s *Supervisor) call(ctx context.Context, c *child, req *request) (response
 			return response{}, newErr(ErrEngineCrashed, false, nil, "child died (%s)%s", c.exitStatus(), c.stderrTail())
 		case <-done:
 			done = nil
-			if errors.Is(ctx.Err(), context.DeadlineExceeded) && req.Op == opRun {
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) && req.Op == opRun && (c.info.TFLite == nil || c.info.TFLite.Cancel) {
 				// The child cancels the invoke itself at the deadline; give it a moment.
+				// (A library without the cancellation API cannot: the child is killed now.)
 				t := time.NewTimer(s.cfg.KillGrace)
 				defer t.Stop()
 				grace = t.C

@@ -3,7 +3,6 @@ package infer
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 
 	"github.com/inferq/inferq/infer/tflite"
@@ -20,18 +19,16 @@ func OpenTFLite(ctx context.Context, rt RuntimeConfig, cfg ModelConfig, logger *
 	if err != nil {
 		return nil, err
 	}
-	lib, err := openLibrary(rt)
-	if err != nil {
-		return nil, err
-	}
 	data, err := readModel(cfg.Path)
 	if err != nil {
 		return nil, err
 	}
-	b, err := newTFLiteBackend(lib, data, cfg)
+	// The library: the configured one, or the fastest of several (tflite_runtime.go).
+	chosen, tinfo, err := chooseTFLite(rt, data, cfg, logger)
 	if err != nil {
 		return nil, err
 	}
+	b := newTFLiteBackend(chosen)
 	// Labels and input normalization the model carries (TFLite Model Metadata); a model
 	// whose metadata cannot be read still runs, without it.
 	if b.meta, err = readMetadata(data); err != nil {
@@ -42,6 +39,7 @@ func OpenTFLite(ctx context.Context, rt RuntimeConfig, cfg ModelConfig, logger *
 		b.Close()
 		return nil, err
 	}
+	p.info.TFLite = tinfo
 	if cfg.Delegate != "" {
 		if b.it.UsesDelegate() {
 			p.info.Delegate = cfg.Delegate
@@ -51,22 +49,6 @@ func OpenTFLite(ctx context.Context, rt RuntimeConfig, cfg ModelConfig, logger *
 		}
 	}
 	return p, nil
-}
-
-func openLibrary(rt RuntimeConfig) (*tflite.Library, error) {
-	path := rt.Library
-	if path == "" && rt.RuntimeDir != "" {
-		r, err := tflite.FindRuntime(rt.RuntimeDir)
-		if err != nil {
-			return nil, newErr(ErrRuntimeMissing, false, err, "runtime_dir")
-		}
-		path = r.Library
-	}
-	lib, err := tflite.Open(path)
-	if err != nil {
-		return nil, newErr(ErrRuntimeMissing, false, err, "")
-	}
-	return lib, nil
 }
 
 type tfliteBackend struct {
@@ -81,29 +63,12 @@ type tfliteBackend struct {
 
 func (b *tfliteBackend) metadata() *modelMetadata { return b.meta }
 
-func newTFLiteBackend(lib *tflite.Library, data []byte, cfg ModelConfig) (*tfliteBackend, error) {
-	m, err := lib.NewModel(data)
-	if err != nil {
-		return nil, badModel(err, "%s", cfg.Path)
-	}
-	it, err := lib.NewInterpreter(m, tflite.Options{Threads: cfg.Threads, Delegate: cfg.Delegate, DelegateOptions: cfg.DelegateOptions})
-	if err != nil {
-		m.Close()
-		// The runtime says only "status 1": name the custom ops it lacks, read from the
-		// model's operator codes, and what provides them.
-		if hint := missingOpsHint(data); hint != "" {
-			err = fmt.Errorf("%w; %s", err, hint)
-		}
-		if errors.Is(err, tflite.ErrBadModel) {
-			return nil, badModel(err, "%s", cfg.Path)
-		}
-		return nil, newErr(ErrEngine, false, err, "%s", cfg.Path)
-	}
-	b := &tfliteBackend{lib: lib, model: m, it: it}
-	b.ins = tensorInfos(it.Inputs())
-	b.outTI = tensorInfos(it.Outputs())
+func newTFLiteBackend(c *tflite.Chosen) *tfliteBackend {
+	b := &tfliteBackend{lib: c.Lib, model: c.Model, it: c.It}
+	b.ins = tensorInfos(c.It.Inputs())
+	b.outTI = tensorInfos(c.It.Outputs())
 	b.outs = make([][]byte, len(b.outTI))
-	return b, nil
+	return b
 }
 
 func tensorInfos(ts []*tflite.Tensor) []TensorInfo {
@@ -130,7 +95,9 @@ func (b *tfliteBackend) Invoke(ctx context.Context, input []byte) ([][]byte, err
 	if err := ctx.Err(); err != nil {
 		return nil, newErr(ErrTimeout, false, err, "deadline passed before invoke")
 	}
-	// At the deadline (or cancellation) TfLiteInterpreterCancel stops the run.
+	// At the deadline (or cancellation) TfLiteInterpreterCancel stops the run. A library
+	// without it (TFLiteInfo.Cancel false) runs on: in the engine child the supervisor
+	// then kills the child at the deadline.
 	stop := context.AfterFunc(ctx, b.it.Cancel)
 	defer stop()
 	if err := b.it.Invoke(); err != nil {

@@ -6,7 +6,9 @@
 // this machine and for arm64 and inspect it with dpkg-deb, systemd-analyze and lintian;
 // the arm64 binary runs under qemu-aarch64-static with sid's arm64 TFLite closure
 // (fetch-tflite-runtime.sh DIR arm64) and classifies the demo images through its engine
-// child (arm64_test.go).
+// child (arm64_test.go). fetch-tflite-npm.sh DIR fetches Google's TFLite 2.9.0 C library
+// (XNNPACK built in, no cancellation API) for amd64 and arm64 from the npm package
+// tfjs-tflite-node@0.0.2, checked against pinned sha256 sums (fetch_npm_test.go).
 //
 // What the package guarantees:
 //

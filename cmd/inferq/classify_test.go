@@ -77,7 +77,7 @@ func TestEngineCommand(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !reflect.DeepEqual(argv, tt.wantArgv) || got != tt.wantRT {
+			if !reflect.DeepEqual(argv, tt.wantArgv) || !reflect.DeepEqual(got, tt.wantRT) {
 				t.Errorf("got %q %+v, want %q %+v", argv, got, tt.wantArgv, tt.wantRT)
 			}
 		})

@@ -56,6 +56,9 @@ type Options struct {
 	Delegate string
 	// DelegateOptions are passed to the delegate as key/value options.
 	DelegateOptions map[string]string
+	// NoXNNPACK leaves out the XNNPACK delegate, which is otherwise created (with Threads
+	// threads) wherever the library has one ([Library.XNNPACKError]).
+	NoXNNPACK bool
 }
 
 // Interpreter runs a model. Not safe for concurrent use except Cancel.
@@ -67,6 +70,9 @@ type Interpreter struct {
 	delegate uintptr // the plugin's TfLiteDelegate*, 0 when running on the CPU
 	destroy  uintptr // the plugin's tflite_plugin_destroy_delegate
 	delErr   error
+	xnn      uintptr    // the XNNPACK delegate, 0 when not in use
+	xnnWhat  string     // what xnn is (threads, flags)
+	xnnErr   error      // why XNNPACK is not in use
 	mu       sync.Mutex // guards ptr against Cancel racing Close
 	inputs   []*Tensor
 	outputs  []*Tensor
@@ -78,9 +84,11 @@ func cstring(s string) *byte {
 	return &b[0]
 }
 
-// NewInterpreter creates an interpreter for m with cancellation enabled and allocates its
-// tensors. When opts.Delegate is set but the delegate cannot be created or applied, the
-// interpreter runs on the CPU and DelegateError says why.
+// NewInterpreter creates an interpreter for m with cancellation enabled (where the library
+// can cancel) and allocates its tensors. When opts.Delegate is set but the delegate cannot
+// be created or applied, the interpreter runs on the CPU and DelegateError says why. The
+// XNNPACK delegate is added after it unless opts.NoXNNPACK; when it cannot be created or
+// applied the interpreter runs on TFLite's own kernels and XNNPACKError says why.
 func (l *Library) NewInterpreter(m *Model, opts Options) (*Interpreter, error) {
 	if m == nil || m.ptr == 0 {
 		return nil, fmt.Errorf("%w: model is closed", ErrBadModel)
@@ -92,19 +100,29 @@ func (l *Library) NewInterpreter(m *Model, opts Options) (*Interpreter, error) {
 	if opts.Delegate != "" {
 		it.delegate, it.destroy, it.delErr = l.newExternalDelegate(opts.Delegate, opts.DelegateOptions)
 	}
-	if err := it.create(opts, it.delegate); err != nil {
-		if it.delegate == 0 {
-			it.Close()
-			return nil, err
-		}
-		// The delegate was created but could not be applied: retry on the CPU.
+	if opts.NoXNNPACK {
+		it.xnnErr = fmt.Errorf("xnnpack disabled by the options")
+	} else {
+		it.xnn, it.xnnWhat, it.xnnErr = l.newXNNPACK(opts.Threads)
+	}
+	err := it.create(opts)
+	if err != nil && it.delegate != 0 {
+		// The external delegate was created but could not be applied: retry without it.
 		it.delErr = fmt.Errorf("cannot apply delegate %s: %w", opts.Delegate, err)
 		it.freeInterp()
 		it.freeDelegate()
-		if err := it.create(opts, 0); err != nil {
-			it.Close()
-			return nil, err
-		}
+		err = it.create(opts)
+	}
+	if err != nil && it.xnn != 0 {
+		// XNNPACK could not take the graph: retry on TFLite's own kernels.
+		it.xnnErr = fmt.Errorf("cannot apply the XNNPACK delegate: %w", err)
+		it.freeInterp()
+		it.freeXNNPACK()
+		err = it.create(opts)
+	}
+	if err != nil {
+		it.Close()
+		return nil, err
 	}
 	return it, nil
 }
@@ -162,7 +180,17 @@ func (it *Interpreter) freeDelegate() {
 	}
 }
 
-func (it *Interpreter) create(opts Options, delegate uintptr) error {
+// freeXNNPACK deletes the XNNPACK delegate, if any.
+func (it *Interpreter) freeXNNPACK() {
+	if it.xnn != 0 {
+		it.lib.freeXNNPACK(it.xnn)
+		it.xnn, it.xnnWhat = 0, ""
+	}
+}
+
+// create makes the interpreter with the delegates it holds (external first, then
+// XNNPACK), which must outlive it.
+func (it *Interpreter) create(opts Options) error {
 	l := it.lib
 	it.opts = l.fOptionsCreate()
 	if it.opts == 0 {
@@ -171,11 +199,15 @@ func (it *Interpreter) create(opts Options, delegate uintptr) error {
 	if opts.Threads > 0 {
 		l.fOptionsSetNumThreads(it.opts, int32(opts.Threads))
 	}
-	if st := l.fOptionsEnableCancellation(it.opts, true); st != statusOk {
-		return fmt.Errorf("cannot enable cancellation: status %d", st)
+	if l.cancelErr == nil {
+		if st := l.fOptionsEnableCancellation(it.opts, true); st != statusOk {
+			return fmt.Errorf("cannot enable cancellation: status %d", st)
+		}
 	}
-	if delegate != 0 {
-		l.fOptionsAddDelegate(it.opts, delegate)
+	for _, d := range []uintptr{it.delegate, it.xnn} {
+		if d != 0 {
+			l.fOptionsAddDelegate(it.opts, d)
+		}
 	}
 	ptr := l.fInterpreterCreate(it.model.ptr, it.opts)
 	if ptr == 0 {
@@ -218,6 +250,21 @@ func (it *Interpreter) DelegateError() error { return it.delErr }
 // UsesDelegate reports whether the configured external delegate is in use.
 func (it *Interpreter) UsesDelegate() bool { return it.delegate != 0 }
 
+// XNNPACK describes the XNNPACK delegate in use (TFLite version, threads, flags), or is
+// empty when the interpreter runs without it; XNNPACKError then says why.
+func (it *Interpreter) XNNPACK() string { return it.xnnWhat }
+
+// XNNPACKError is nil when the XNNPACK delegate is in use, else why not.
+func (it *Interpreter) XNNPACKError() error {
+	if it.xnn != 0 {
+		return nil
+	}
+	return it.xnnErr
+}
+
+// CanCancel reports whether Cancel stops a running Invoke (see [Library.CancelError]).
+func (it *Interpreter) CanCancel() bool { return it.lib.cancelErr == nil }
+
 // Inputs are the model's input tensors in order.
 func (it *Interpreter) Inputs() []*Tensor { return it.inputs }
 
@@ -240,11 +287,12 @@ func (it *Interpreter) Invoke() error {
 	}
 }
 
-// Cancel asks a running Invoke to stop as soon as possible. Safe from any goroutine.
+// Cancel asks a running Invoke to stop as soon as possible. Safe from any goroutine. It
+// does nothing when the library cannot cancel (CanCancel): the Invoke then runs to its end.
 func (it *Interpreter) Cancel() {
 	it.mu.Lock()
 	defer it.mu.Unlock()
-	if it.ptr != 0 {
+	if it.ptr != 0 && it.lib.cancelErr == nil {
 		it.lib.fCancel(it.ptr)
 	}
 }
@@ -257,6 +305,7 @@ func (it *Interpreter) Close() error {
 	}
 	it.freeInterp()
 	it.freeDelegate()
+	it.freeXNNPACK()
 	it.inputs, it.outputs = nil, nil
 	return nil
 }

@@ -62,13 +62,13 @@ type Library struct {
 	fOptionsDelete                 func(o uintptr)
 	fOptionsSetNumThreads          func(o uintptr, n int32)
 	fOptionsAddDelegate            func(o uintptr, d uintptr)
-	fOptionsEnableCancellation     func(o uintptr, enable bool) int32
+	fOptionsEnableCancellation     func(o uintptr, enable bool) int32 // nil: no cancellation API
 	fOptionsSetEnableDelegFallback func(o uintptr, enable bool)
 	fInterpreterCreate             func(m, o uintptr) uintptr
 	fInterpreterDelete             func(i uintptr)
 	fAllocateTensors               func(i uintptr) int32
 	fInvoke                        func(i uintptr) int32
-	fCancel                        func(i uintptr) int32
+	fCancel                        func(i uintptr) int32 // nil: no cancellation API
 	fInputCount                    func(i uintptr) int32
 	fInputTensor                   func(i uintptr, n int32) uintptr
 	fOutputCount                   func(i uintptr) int32
@@ -80,6 +80,14 @@ type Library struct {
 	fTensorData                    func(t uintptr) unsafe.Pointer
 	fTensorName                    func(t uintptr) string
 	fTensorQuant                   func(t uintptr) quantParams
+
+	// Optional parts of the C API, bound when the library has them: cancelErr and
+	// xnnErr are nil when the part is usable and otherwise say why not.
+	cancelErr error
+	xnnErr    error
+	xnn       xnnpackAPI
+	// xnnTestFlags are added to the XNNPACK flags (tests force a delegate that fails).
+	xnnTestFlags uint32
 
 	// The error-report callback handed to delegate plugins, made once per Library
 	// (purego callbacks are never freed), and the last message it received.
@@ -149,6 +157,7 @@ func Open(path string) (*Library, error) {
 		return nil, err
 	}
 	l.version = l.fVersion()
+	l.xnnErr = l.bindXNNPACK()
 	if abs, err := filepath.Abs(used); err == nil && strings.Contains(used, "/") {
 		l.path = abs
 	}
@@ -167,13 +176,11 @@ func (l *Library) bind() error {
 		{&l.fOptionsDelete, "TfLiteInterpreterOptionsDelete"},
 		{&l.fOptionsSetNumThreads, "TfLiteInterpreterOptionsSetNumThreads"},
 		{&l.fOptionsAddDelegate, "TfLiteInterpreterOptionsAddDelegate"},
-		{&l.fOptionsEnableCancellation, "TfLiteInterpreterOptionsEnableCancellation"},
 		{&l.fOptionsSetEnableDelegFallback, "TfLiteInterpreterOptionsSetEnableDelegateFallback"},
 		{&l.fInterpreterCreate, "TfLiteInterpreterCreate"},
 		{&l.fInterpreterDelete, "TfLiteInterpreterDelete"},
 		{&l.fAllocateTensors, "TfLiteInterpreterAllocateTensors"},
 		{&l.fInvoke, "TfLiteInterpreterInvoke"},
-		{&l.fCancel, "TfLiteInterpreterCancel"},
 		{&l.fInputCount, "TfLiteInterpreterGetInputTensorCount"},
 		{&l.fInputTensor, "TfLiteInterpreterGetInputTensor"},
 		{&l.fOutputCount, "TfLiteInterpreterGetOutputTensorCount"},
@@ -193,8 +200,49 @@ func (l *Library) bind() error {
 		}
 		purego.RegisterFunc(s.fn, addr)
 	}
+	l.cancelErr = l.bindOptional([]optionalSym{
+		{&l.fOptionsEnableCancellation, "TfLiteInterpreterOptionsEnableCancellation"},
+		{&l.fCancel, "TfLiteInterpreterCancel"},
+	})
 	return nil
 }
+
+type optionalSym struct {
+	fn   any
+	name string
+}
+
+// bindOptional binds all of syms or none: the error names the first symbol missing.
+func (l *Library) bindOptional(syms []optionalSym) error {
+	addrs := make([]uintptr, len(syms))
+	for i, s := range syms {
+		addr, err := purego.Dlsym(l.handle, s.name)
+		if err != nil || addr == 0 {
+			return fmt.Errorf("%w: %s", ErrSymbol, s.name)
+		}
+		addrs[i] = addr
+	}
+	for i, s := range syms {
+		purego.RegisterFunc(s.fn, addrs[i])
+	}
+	return nil
+}
+
+// CancelError is nil when the library can cancel a running Invoke
+// (TfLiteInterpreterOptionsEnableCancellation and TfLiteInterpreterCancel; Debian's 2.14.1
+// has them, Google's 2.9.0 C library does not); otherwise it says what is missing,
+// [Interpreter.Cancel] does nothing and an Invoke runs to its end.
+func (l *Library) CancelError() error {
+	if l.cancelErr == nil {
+		return nil
+	}
+	return fmt.Errorf("TFLite %s (%s) cannot cancel a running invoke: %w", l.version, l.path, l.cancelErr)
+}
+
+// XNNPACKError is nil when the library has an XNNPACK delegate this package can create
+// (TfLiteXNNPackDelegateCreate with an options layout it knows); otherwise it says why
+// not, and interpreters run on TFLite's built-in CPU kernels.
+func (l *Library) XNNPACKError() error { return l.xnnErr }
 
 // Path is the library that was loaded (absolute when it was given as a path).
 func (l *Library) Path() string { return l.path }

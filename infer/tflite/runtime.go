@@ -58,3 +58,25 @@ func FindRuntime(dir string) (Runtime, error) {
 func (r Runtime) Command(argv ...string) []string {
 	return append([]string{r.Loader, "--library-path", r.LibDir}, argv...)
 }
+
+// NPMLibraryName is the TFLite C library's file name in an npm runtime directory.
+const NPMLibraryName = "libtensorflowlite_c.so"
+
+// FindNPMLibrary returns this architecture's TFLite C library in dir, a directory made by
+// packaging/fetch-tflite-npm.sh (Google's TFLite 2.9.0 C library from the npm package
+// tfjs-tflite-node: dir/linux_amd64/ and dir/linux_arm64/libtensorflowlite_c.so). It
+// needs only glibc 2.29 or later, so it loads without a closure's loader on Debian 12.
+func FindNPMLibrary(dir string) (string, error) {
+	if dir == "" {
+		return "", fmt.Errorf("%w: npm runtime dir is empty", ErrNoRuntime)
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", fmt.Errorf("cannot resolve npm runtime dir %q: %w", dir, err)
+	}
+	lib := filepath.Join(abs, "linux_"+runtime.GOARCH, NPMLibraryName)
+	if _, err := os.Stat(lib); err != nil {
+		return "", fmt.Errorf("%w in %s: %s is missing (run packaging/fetch-tflite-npm.sh %s)", ErrNoRuntime, abs, lib, abs)
+	}
+	return lib, nil
+}

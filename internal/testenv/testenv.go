@@ -5,9 +5,11 @@
 package testenv
 
 import (
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"testing"
 	"time"
 )
@@ -55,6 +57,27 @@ func WaitFor(t testing.TB, what string, timeout time.Duration, cond func() bool)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// TFLiteNPM returns Google's TFLite 2.9.0 C library (with XNNPACK) for this
+// architecture as packaging/fetch-tflite-npm.sh leaves it (INFERQ_TFLITE_NPM, by default
+// .cache/tflite-npm at the top of the repository; set but empty, as make unit sets it:
+// none), gated as Need.
+func TFLiteNPM(t testing.TB) string {
+	t.Helper()
+	dir, set := os.LookupEnv("INFERQ_TFLITE_NPM")
+	if !set {
+		dir = filepath.Join(repoRoot(), ".cache", "tflite-npm")
+	}
+	lib := ""
+	err := errors.New("INFERQ_TFLITE_NPM is empty")
+	if dir != "" {
+		if lib, err = filepath.Abs(filepath.Join(dir, "linux_"+runtime.GOARCH, "libtensorflowlite_c.so")); err == nil {
+			_, err = os.Stat(lib)
+		}
+	}
+	Need(t, "the npm TFLite 2.9.0 library (make tflite-npm)", err)
+	return lib
 }
 
 // TFLiteRuntime returns the directory of this machine's TFLite runtime closure as
