@@ -127,8 +127,8 @@ type workerConfig struct {
 	// overlap (worker.overlap) holds the next job's lease while the current one runs and
 	// has the engine prepare its image meanwhile, when the engine can (nextRunner).
 	overlap bool
-	now    func() time.Time // default time.Now
-	log    *slog.Logger     // default: discarded
+	now     func() time.Time // default time.Now
+	log     *slog.Logger     // default: discarded
 	// observe is told every attempt's run duration (the metrics' histogram; default: none).
 	observe func(run time.Duration)
 }
