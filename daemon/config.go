@@ -206,6 +206,36 @@ type MQTTConfig struct {
 	ReconnectMax   time.Duration `yaml:"reconnect_max"`
 	Ingest         IngestConfig  `yaml:"ingest"`
 	Embedded       EmbeddedMQTT  `yaml:"embedded"`
+	// HomeAssistant announces the box to Home Assistant (homeassistant.go); Commands
+	// takes remote commands on <prefix>/<node>/cmd/<verb> (commands.go). Both off by default.
+	HomeAssistant HomeAssistantConfig `yaml:"homeassistant"`
+	Commands      CommandsConfig      `yaml:"commands"`
+}
+
+// HomeAssistantConfig configures Home Assistant MQTT discovery.
+type HomeAssistantConfig struct {
+	Enabled bool `yaml:"enabled"`
+	// DiscoveryPrefix is Home Assistant's discovery prefix; its status (birth) topic
+	// is <DiscoveryPrefix>/status.
+	DiscoveryPrefix string `yaml:"discovery_prefix"`
+	// Sources get last-result sensors besides the spool's and ingest's configured ones.
+	Sources []string `yaml:"sources"`
+}
+
+// CommandsConfig configures remote commands.
+type CommandsConfig struct {
+	Enabled bool `yaml:"enabled"`
+	// SecretFile holds the shared key (trailing newlines removed, at least 16 bytes)
+	// every request must be signed with (HMAC-SHA256).
+	SecretFile string `yaml:"secret_file"`
+	// AllowUnsigned takes unsigned requests when no secret_file is set: the broker's
+	// ACL and Verbs are then the only checks. It must be said explicitly.
+	AllowUnsigned bool `yaml:"allow_unsigned"`
+	// Verbs are the commands this box takes (CommandVerbs by default).
+	Verbs []string `yaml:"verbs"`
+	// MaxAge refuses requests whose time is further than this from the box's clock
+	// (a late redelivery, a replay); 0 turns the check off.
+	MaxAge time.Duration `yaml:"max_age"`
 }
 
 // MQTTTLSConfig holds TLS material paths.
@@ -257,7 +287,7 @@ func DefaultConfig() Config {
 			SmallDevice:     true,
 		},
 		Worker:  WorkerConfig{JobTimeout: 30 * time.Second, Overlap: true},
-		Runtime: RuntimeConfig{Engine: "tflite", MeasureInvokes: 5},
+		Runtime: RuntimeConfig{Engine: "tflite", Candidates: []string{}, MeasureInvokes: 5},
 		Model: ModelConfig{
 			Kind:           "classification",
 			TopK:           5,
@@ -290,6 +320,8 @@ func DefaultConfig() Config {
 			ReconnectMax:   time.Minute,
 			Ingest:         IngestConfig{Enabled: true, MaxPayload: 16 << 20},
 			Embedded:       EmbeddedMQTT{Listen: "127.0.0.1:1883"},
+			HomeAssistant:  HomeAssistantConfig{DiscoveryPrefix: "homeassistant", Sources: []string{}},
+			Commands:       CommandsConfig{Verbs: slices.Clone(CommandVerbs), MaxAge: 5 * time.Minute},
 		},
 		Health:  HealthConfig{Interval: 30 * time.Second},
 		Metrics: MetricsConfig{Listen: "127.0.0.1:9464"},
@@ -473,6 +505,7 @@ func (c *Config) resolvePaths(base string) {
 		&c.StateDir, &c.ControlSocket, &c.Model.Path, &c.Model.Labels, &c.Model.Delegate,
 		&c.Runtime.Library, &c.Runtime.Dir, &c.Spool.Dir, &c.Spool.DoneDir, &c.Spool.FailedDir,
 		&c.MQTT.PasswordFile, &c.MQTT.TLS.CAFile, &c.MQTT.TLS.CertFile, &c.MQTT.TLS.KeyFile,
+		&c.MQTT.Commands.SecretFile,
 	} {
 		if *p != "" && !filepath.IsAbs(*p) {
 			*p = filepath.Join(base, *p)
@@ -681,6 +714,8 @@ func (c *Config) Validate() error {
 				checkPriority("mqtt.ingest.source_priority."+src, p)
 			}
 		}
+		errs = append(errs, mq.HomeAssistant.check()...)
+		errs = append(errs, mq.Commands.check()...)
 	}
 	if c.Health.Interval < time.Second {
 		bad("health.interval", c.Health.Interval, "must be at least 1s")
@@ -693,7 +728,7 @@ func (c *Config) Validate() error {
 	for _, f := range []struct{ field, path string }{
 		{"model.labels", m.Labels}, {"mqtt.password_file", mq.PasswordFile},
 		{"mqtt.tls.ca_file", mq.TLS.CAFile}, {"mqtt.tls.cert_file", mq.TLS.CertFile},
-		{"mqtt.tls.key_file", mq.TLS.KeyFile},
+		{"mqtt.tls.key_file", mq.TLS.KeyFile}, {"mqtt.commands.secret_file", mq.Commands.SecretFile},
 	} {
 		if f.path == "" {
 			continue

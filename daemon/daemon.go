@@ -60,6 +60,8 @@ type Daemon struct {
 	control *control.Server
 	metrics *metricsServer // nil unless metrics.enabled
 	notify  *systemd.Notifier
+	ha      *homeAssistant // nil unless mqtt.homeassistant.enabled
+	cmds    *commander     // nil unless mqtt.commands.enabled
 
 	// mqttQueue is the queue as the MQTT client's adapters see it: nil while a full disk
 	// keeps it from opening (the client may already run then); outNotify carries the
@@ -361,6 +363,10 @@ func (d *Daemon) openMQTT(ctx context.Context) error {
 	clientID := d.cfg.clientID(d.node)
 	mcfg := d.cfg.mqttConfig(d.node, brokers, clientID)
 	mcfg.Birth = func() (string, uint64) { return d.bootID(), d.nextSeq() }
+	d.addHomeAssistant(&mcfg)
+	if err := d.addCommands(&mcfg); err != nil {
+		return err
+	}
 	c, err := mqtt.New(mcfg,
 		&outboxAdapter{d: d}, &ingestSink{d: d}, d.log.With(logkey.Component, "mqtt"))
 	if err != nil {
@@ -421,6 +427,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	start(&wg, ctx, "health", d.healthLoop)
 	start(&wg, ctx, "watchdog", func(ctx context.Context) error { return d.notify.Run(ctx, d.alive) })
+	if d.cmds != nil {
+		d.cmds.start() // remote commands wait for the worker to run
+	}
 
 	if err := d.notify.Ready(); err != nil {
 		d.log.Warn("cannot notify systemd", logkey.Err, err)

@@ -29,6 +29,12 @@
 //     every problem (queue full, broker away, reload failed, worker stuck) in words.
 //   - The systemd watchdog is fed only while the daemon's own loops are alive; a hung
 //     inference is the engine child's deadline's business, not the watchdog's.
+//   - Remote commands (mqtt.commands, off by default) run through the same backend as
+//     the control socket, and only when not retained, signed with the shared key (or
+//     allow_unsigned said explicitly), addressed to this node and verb, allowed here,
+//     fresh (max_age) and not seen before; a refusal is answered and logged (commands.go).
+//   - Home Assistant discovery (mqtt.homeassistant, off by default) publishes retained
+//     configs after every connect and on Home Assistant's birth message (homeassistant.go).
 //
 // The packages queue, infer and transport never import each other; the small adapters in
 // adapters.go connect them.

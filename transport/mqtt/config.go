@@ -1,6 +1,7 @@
 package mqtt
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -76,6 +77,27 @@ type Config struct {
 	// sequence number go, as JSON (Availability), into that connection's online, offline
 	// (will) and stopped payloads. Without it they are the bare words.
 	Birth func() (bootID string, seq uint64)
+	// Subscriptions are more subscriptions (remote commands, Home Assistant's status),
+	// routed to their own handlers, made again after every connect like the ingest
+	// ones; Stats.Subscribed covers them too.
+	Subscriptions []Subscription
+	// Unsubscribe lists filters an earlier configuration may have left in the
+	// persistent session (a feature since turned off); they are dropped after every
+	// connect, so their messages do not reach the ingest handler.
+	Unsubscribe []string
+	// OnConnect, when set, is called on a goroutine of its own after each connection
+	// is announced (online, health and subscriptions sent). Close waits for it.
+	OnConnect func(ctx context.Context)
+}
+
+// Subscription is an extra subscription and its handler. Handle runs on a goroutine
+// of its own for each message (ctx ends when the Client closes); the message is
+// acknowledged (QoS 1) when Handle returns, and Close waits for running handlers.
+// Messages the persistent session kept while the client was away reach Handle too.
+type Subscription struct {
+	Filter string
+	QoS    byte // 0 or 1
+	Handle func(ctx context.Context, m Message)
 }
 
 func (c *Config) setDefaults() {
@@ -168,6 +190,19 @@ func (c Config) Validate() error {
 	}
 	if c.MaxPayload < 0 {
 		bad("mqtt.ingest.max_payload %d: must not be negative", c.MaxPayload)
+	}
+	for i, s := range c.Subscriptions {
+		if err := ValidateFilter(s.Filter); err != nil {
+			bad("mqtt subscription %d %q: %w", i, s.Filter, err)
+		}
+		if s.QoS > 1 || s.Handle == nil {
+			bad("mqtt subscription %d %q: needs QoS 0 or 1 and a handler", i, s.Filter)
+		}
+	}
+	for _, f := range c.Unsubscribe {
+		if err := ValidateFilter(f); err != nil {
+			bad("mqtt unsubscribe %q: %w", f, err)
+		}
 	}
 	if c.OutboxBatch < 0 || c.OutboxBatch > 65000 {
 		bad("mqtt.outbox_batch %d: must be between 0 and 65000", c.OutboxBatch)

@@ -54,6 +54,13 @@
 // (internal/textutil: 200 bytes per name, 1 KiB per message, with a
 // "…(N bytes)" marker) before they reach a log line, an event or Stats.
 //
+// Extra subscriptions. Config.Subscriptions route their own filters to their own
+// handlers (each message on a goroutine, acknowledged when the handler returns; the
+// routes exist before the connect, so messages the persistent session kept reach them
+// too); Config.Unsubscribe drops filters a former configuration left in the session;
+// Config.OnConnect runs after every connect. Publish sends one QoS 1 message now and
+// waits for its PUBACK, without the outbox: for messages that are worth nothing later.
+//
 // Concurrency. All methods of Client are safe for concurrent use. Open,
 // Run and Close follow inferq's lifecycle: Open makes the first attempt
 // (an unreachable broker is not an error, refused credentials are:
