@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/inferq/inferq/infer/tflite"
+	"github.com/inferq/inferq/internal/logkey"
 )
 
 // SupervisorConfig configures a Supervisor.
@@ -112,7 +113,7 @@ func (s *Supervisor) Open(ctx context.Context) error {
 	s.cur, s.info, s.opened = c, c.info, true
 	s.stats.ChildPID = c.pid()
 	s.mu.Unlock()
-	s.logger.Info("model loaded", "model", c.info.Name, "sha256", c.info.SHA256, "runtime", c.info.Runtime, "version", c.info.Version, "child_pid", c.pid())
+	s.logger.Info("model loaded", logkey.Model, c.info.Name, logkey.SHA256, c.info.SHA256, "runtime", c.info.Runtime, "version", c.info.Version, logkey.ChildPID, c.pid())
 	return nil
 }
 
@@ -164,7 +165,7 @@ func (s *Supervisor) run(ctx context.Context, req request) (*Result, error) {
 			s.stats.ChildPID = 0
 		}
 		s.mu.Unlock()
-		s.logger.Info("run abandoned by its caller; engine child stopped", "child_pid", c.pid())
+		s.logger.Info("run abandoned by its caller; engine child stopped", logkey.ChildPID, c.pid())
 		return nil, err
 	}
 	if err != nil {
@@ -182,10 +183,10 @@ func (s *Supervisor) run(ctx context.Context, req request) (*Result, error) {
 		}
 		s.mu.Unlock()
 		s.setLastError(err)
-		s.logger.Error("engine child failed, restarting it", "err", err)
+		s.logger.Error("engine child failed, restarting it", logkey.Err, err)
 		if !s.isClosed() {
 			if _, rerr := s.restart(context.WithoutCancel(ctx)); rerr != nil {
-				s.logger.Error("cannot restart engine child", "err", rerr)
+				s.logger.Error("cannot restart engine child", logkey.Err, rerr)
 			}
 		}
 		return nil, err
@@ -211,7 +212,7 @@ func (s *Supervisor) checkRSS(ctx context.Context, c *child) {
 	if err != nil || rss <= s.cfg.MaxChildRSS {
 		return
 	}
-	s.logger.Warn("engine child exceeds max_child_rss, replacing it", "child_pid", c.pid(), "rss", rss, "max_child_rss", s.cfg.MaxChildRSS)
+	s.logger.Warn("engine child exceeds max_child_rss, replacing it", logkey.ChildPID, c.pid(), "rss", rss, "max_child_rss", s.cfg.MaxChildRSS)
 	s.mu.Lock()
 	if s.cur == c {
 		s.cur = nil
@@ -221,7 +222,7 @@ func (s *Supervisor) checkRSS(ctx context.Context, c *child) {
 	s.mu.Unlock()
 	c.stop(2 * time.Second)
 	if _, err := s.restart(context.WithoutCancel(ctx)); err != nil {
-		s.logger.Error("cannot restart engine child", "err", err)
+		s.logger.Error("cannot restart engine child", logkey.Err, err)
 	}
 }
 
@@ -279,7 +280,7 @@ func (s *Supervisor) Reload(ctx context.Context) error {
 		s.mu.Unlock()
 		err = fmt.Errorf("cannot reload model %s, keeping %s (sha256 %s): %w", s.cfg.Model.Path, old.Name, old.SHA256, err)
 		s.setLastError(err)
-		s.logger.Error("model reload failed, keeping the old model", "err", err)
+		s.logger.Error("model reload failed, keeping the old model", logkey.Err, err)
 		return err
 	}
 	s.mu.Lock()
@@ -291,7 +292,7 @@ func (s *Supervisor) Reload(ctx context.Context) error {
 	if old != nil {
 		old.stop(2 * time.Second)
 	}
-	s.logger.Info("model reloaded", "model", c.info.Name, "sha256", c.info.SHA256, "child_pid", c.pid())
+	s.logger.Info("model reloaded", logkey.Model, c.info.Name, logkey.SHA256, c.info.SHA256, logkey.ChildPID, c.pid())
 	return nil
 }
 
@@ -331,7 +332,7 @@ func (s *Supervisor) UseModel(ctx context.Context, m ModelConfig) error {
 	if old != nil {
 		old.stop(2 * time.Second)
 	}
-	s.logger.Info("model loaded with new settings", "model", c.info.Name, "sha256", c.info.SHA256, "child_pid", c.pid())
+	s.logger.Info("model loaded with new settings", logkey.Model, c.info.Name, logkey.SHA256, c.info.SHA256, logkey.ChildPID, c.pid())
 	return nil
 }
 
@@ -536,7 +537,7 @@ func startProcess(argv []string, env []string, logger *slog.Logger) (*child, err
 				c.tail = c.tail[len(c.tail)-6:]
 			}
 			c.mu.Unlock()
-			logger.Info("engine child", "child_pid", pid, "stderr", line)
+			logger.Info("engine child", logkey.ChildPID, pid, "stderr", line)
 		}
 	}()
 	go func() {

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 
 	"github.com/inferq/inferq/infer/tflite"
+	"github.com/inferq/inferq/internal/logkey"
 )
 
 // OpenTFLite loads cfg.Path into the TFLite runtime in this process and returns an Engine.
@@ -32,7 +33,7 @@ func OpenTFLite(ctx context.Context, rt RuntimeConfig, cfg ModelConfig, logger *
 	// Labels and input normalization the model carries (TFLite Model Metadata); a model
 	// whose metadata cannot be read still runs, without it.
 	if b.meta, err = readMetadata(data); err != nil {
-		logger.Warn("model metadata not used", "err", err)
+		logger.Warn("model metadata not used", logkey.Err, err)
 	}
 	p, err := newPipeline(ctx, b, rt, cfg, SHA256Hex(data), logger)
 	if err != nil {
@@ -45,7 +46,7 @@ func OpenTFLite(ctx context.Context, rt RuntimeConfig, cfg ModelConfig, logger *
 			p.info.Delegate = cfg.Delegate
 		} else if derr := b.it.DelegateError(); derr != nil {
 			p.info.DelegateError = derr.Error()
-			logger.Warn("delegate not used, running on the CPU", "delegate", cfg.Delegate, "err", derr)
+			logger.Warn("delegate not used, running on the CPU", "delegate", cfg.Delegate, logkey.Err, derr)
 		}
 	}
 	return p, nil

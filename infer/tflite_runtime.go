@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"github.com/inferq/inferq/infer/tflite"
+	"github.com/inferq/inferq/internal/logkey"
 )
 
 // DefaultMeasureInvokes is RuntimeConfig.MeasureInvokes when 0.
@@ -111,7 +112,7 @@ func chooseTFLite(rt RuntimeConfig, data []byte, cfg ModelConfig, logger *slog.L
 		"xnnpack", info.XNNPACK != "", "cancel", info.Cancel)
 	for _, tr := range info.Trials {
 		logger.Info("tflite candidate", "library", tr.Library, "version", tr.Version, "median_ms", tr.Median,
-			"min_ms", tr.Min, "max_ms", tr.Max, "invokes", tr.Invokes, "err", tr.Err)
+			"min_ms", tr.Min, "max_ms", tr.Max, "invokes", tr.Invokes, logkey.Err, tr.Err)
 	}
 	return c, info, nil
 }
