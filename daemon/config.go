@@ -268,23 +268,19 @@ type HealthConfig struct {
 
 // DefaultConfig returns the configuration inferq runs with when a file sets nothing.
 func DefaultConfig() Config {
+	q := queue.DefaultOptions("") // the queue's own defaults, named once (in package queue)
 	return Config{
 		StateDir:      "/var/lib/inferq",
 		ControlSocket: "/run/inferq/control.sock",
 		MemoryLimit:   42 << 20,
 		Log:           LogConfig{Level: "info", Format: "auto"},
 		Queue: QueueConfig{
-			MaxJobs:         100000,
-			MaxBytes:        2 << 30,
-			MaxAttempts:     5,
-			LeaseTimeout:    5 * time.Minute,
-			BackoffBase:     time.Second,
-			BackoffMax:      5 * time.Minute,
-			DedupeWindow:    24 * time.Hour,
-			ResultsKept:     1000,
-			ResultsMaxBytes: 64 << 20,
-			ResultMaxAge:    24 * time.Hour,
-			SmallDevice:     true,
+			MaxJobs:     100000,  // the queue itself has no limit by default; a box has one
+			MaxBytes:    2 << 30, // (likewise)
+			MaxAttempts: q.MaxAttempts, LeaseTimeout: q.LeaseTimeout,
+			BackoffBase: q.BackoffBase, BackoffMax: q.BackoffMax, DedupeWindow: q.DedupeWindow,
+			ResultsKept: q.ResultsKept, ResultsMaxBytes: ByteSize(q.ResultsMaxBytes), ResultMaxAge: q.ResultMaxAge,
+			SmallDevice: q.SmallDevice,
 		},
 		Worker:  WorkerConfig{JobTimeout: 30 * time.Second, Overlap: true},
 		Runtime: RuntimeConfig{Engine: "tflite", Candidates: []string{}, MeasureInvokes: 5},
