@@ -8,20 +8,34 @@ import (
 	"log/slog"
 	"os"
 
-	"github.com/inferq/inferq/daemon"
+	"github.com/inferq/inferq/daemon/bench"
 	"github.com/inferq/inferq/infer"
 )
 
-// runBench is `inferq bench`: the whole pipeline (durable enqueue, lease, inference in the
-// engine child, ack with outbox) against raw engine runs, side by side in one run.
+// runBench is `inferq bench`: what limits throughput (the model's invoke alone), what
+// the daemon achieves (durable enqueue to acked result, measured through its control
+// socket), and, with --latency, the latency of the real binary at half that rate. Many
+// short rounds of each mode are interleaved; medians are printed with their spread, and
+// the last line is `headline daemon/invoke-only <ratio>`.
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	jobs := fs.Int("jobs", 300, "jobs per round")
-	model := fs.String("model", "", "a .tflite model (default: a generated ~80 MFLOP 224x224 classifier)")
-	threads := fs.Int("threads", 2, "inference threads")
+	jobs := fs.Int("jobs", 20, "jobs per round")
+	rounds := fs.Int("rounds", 15, "measured rounds of each mode (after one warm-up round each)")
+	model := fs.String("model", "", "a .tflite model (default: the generated ~80 MFLOP 224x224 demo classifier)")
+	kind := fs.String("kind", "classification", "model kind: classification, detection or raw")
+	labels := fs.String("labels", "", "labels file of --model")
+	threads := fs.Int("threads", 1, "inference threads")
+	images := fs.String("images", "", "a directory of JPEGs to use (default: 16 generated 640x480 JPEGs)")
 	runtimeDir := fs.String("runtime-dir", os.Getenv("INFERQ_TFLITE_RUNTIME"), "TFLite runtime closure (packaging/fetch-tflite-runtime.sh)")
 	library := fs.String("library", "", "TFLite C library to load instead")
+	overlap := fs.Bool("overlap", true, "the daemon's worker.overlap (false: decode after the previous job's inference)")
+	asJSON := fs.Bool("json", false, "print every figure as JSON (the headline is its headline_daemon_invoke_only)")
+	latency := fs.Bool("latency", false, "then run this binary (inferq run) with spool and MQTT ingest and measure end-to-end latency")
+	rate := fs.Float64("rate", 0, "latency run: images per second per source (default: half the measured daemon rate)")
+	latencyJobs := fs.Int("latency-jobs", 200, "latency run: images per source")
+	broker := fs.String("broker", "", "latency run: URL of a running MQTT broker (default: start Mosquitto on a free port)")
+	mosquitto := fs.String("mosquitto", bench.DefaultMosquitto, "latency run: the Mosquitto binary to start")
 	if err := fs.Parse(args); err != nil {
 		return fmt.Errorf("%w: %w", errUsage, err)
 	}
@@ -38,22 +52,40 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	var imgs [][]byte
+	if *images != "" {
+		if imgs, err = bench.LoadImages(*images); err != nil {
+			return err
+		}
+	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	res, err := daemon.Bench(ctx, daemon.BenchConfig{
-		Jobs: *jobs, Model: *model, Threads: *threads, Runtime: rt,
-		EngineCommand: argv, Dir: dir, Logger: log,
+	res, err := bench.Run(ctx, bench.Config{
+		Model: *model, Kind: *kind, Labels: *labels, Threads: *threads, Runtime: rt,
+		EngineCommand: argv, Images: imgs, Rounds: *rounds, Jobs: *jobs, Dir: dir, Logger: log,
+		Sequential: !*overlap,
 	})
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "model %s", res.ModelName)
-	if res.ModelFLOPs > 0 {
-		fmt.Fprintf(stdout, " (generated, %.0f MFLOPs)", float64(res.ModelFLOPs)/1e6)
+	if *latency {
+		r := *rate
+		if r <= 0 {
+			r = res.Daemon.Median / 2
+		}
+		// The real binary is started as it is installed: it finds its runtime itself.
+		lat, err := bench.Latency(ctx, bench.LatencyConfig{
+			Binary: exe, Model: res.Model.Path, Kind: *kind, Labels: *labels, Threads: *threads,
+			Runtime: infer.RuntimeConfig{RuntimeDir: *runtimeDir, Library: *library},
+			Broker:  *broker, Mosquitto: *mosquitto, Rate: r, Jobs: *latencyJobs, Images: imgs, Dir: dir, Logger: log,
+			Sequential: !*overlap,
+		})
+		if err != nil {
+			return fmt.Errorf("latency run: %w", err)
+		}
+		res.Latency = lat
 	}
-	fmt.Fprintf(stdout, ", %d jobs per round, 640x480 JPEG inputs, %d threads\n", res.Jobs, *threads)
-	fmt.Fprintf(stdout, "raw engine runs:      %8.1f jobs/s (p50 %.2f ms)\n", res.RawPerSec, float64(res.RawP50.Microseconds())/1000)
-	fmt.Fprintf(stdout, "queue drain (worker): %8.1f jobs/s\n", res.PipelinePerSec)
-	fmt.Fprintf(stdout, "pipeline/raw time:    %8.3f  (queue and durability overhead %+.1f%%)\n", 1+res.Overhead, res.Overhead*100)
-	fmt.Fprintf(stdout, "durable enqueues:     %8.0f /s (4 producers, 640x480 JPEGs, before the drain)\n", res.EnqueuePerSec)
-	return nil
+	if *asJSON {
+		return bench.WriteJSON(stdout, res)
+	}
+	return bench.WriteText(stdout, res)
 }

@@ -7,7 +7,7 @@
 //	inferq dead list|retry|purge    dead-lettered jobs
 //	inferq reload                   reload the model file
 //	inferq config check|print FILE  validate or show a configuration
-//	inferq bench                    pipeline against raw engine runs, one run
+//	inferq bench                    daemon rate vs the invoke-only limit (--latency: end to end)
 //	inferq fleet [--watch] [--json] every box on the broker, worst first
 //	inferq version
 package main
@@ -132,7 +132,7 @@ commands:
   reload   read the config file's model section again and swap in the model (waits for the outcome)
   watch    [--json]               live tail of job events and health changes (Ctrl-C to stop)
   config   check|print|defaults [--config FILE]
-  bench    the whole pipeline against raw engine runs, side by side
+  bench    [--model F] [--threads N] [--latency] [--json]   the daemon's rate against the invoke-only limit, last line "headline daemon/invoke-only R"; --latency: end-to-end latency of this binary
   fleet    --broker URL | --config FILE [--watch] [--json] [--strict]   every box on the broker, worst first (exit 1: a box is not online and healthy)
   fleet cmd NODE VERB [ARG...] --broker URL | --config FILE   send a remote command, wait for the reply
   version  print the version
