@@ -173,6 +173,22 @@ func startPrepare(pr preparer, key string, img []byte) *pendingPrep {
 	return p
 }
 
+// ServeChildIf serves as the engine child on stdin and stdout, then exits the process,
+// when the environment variable env is "1"; otherwise it returns at once. A test binary
+// calls it first in TestMain to stand in for `inferq engine-child` (the supervisor then
+// starts the test binary itself with env=1).
+func ServeChildIf(env string) {
+	if os.Getenv(env) != "1" {
+		return
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	if err := ServeChild(context.Background(), os.Stdin, os.Stdout, log); err != nil {
+		fmt.Fprintln(os.Stderr, "engine child:", err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
 func testHook(img []byte) {
 	switch {
 	case len(img) >= 17 && string(img[:17]) == "inferq-test:crash":

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"image/jpeg"
 	"log/slog"
 	"math"
@@ -23,14 +22,7 @@ import (
 const engineChildEnv = "INFERQ_BENCH_TEST_ENGINE_CHILD"
 
 func TestMain(m *testing.M) {
-	if os.Getenv(engineChildEnv) == "1" {
-		log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-		if err := infer.ServeChild(context.Background(), os.Stdin, os.Stdout, log); err != nil {
-			fmt.Fprintln(os.Stderr, "engine child:", err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
+	infer.ServeChildIf(engineChildEnv)
 	os.Exit(m.Run())
 }
 
