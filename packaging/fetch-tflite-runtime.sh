@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # fetch-tflite-runtime.sh DEST [ARCH]
 #
-# Fetches Debian sid's TensorFlow Lite 2.14.1 C library (libtensorflow-lite2.14.1) with its
+# Fetches Debian sid's TensorFlow Lite 2.14.1 C library (libtensorflow-lite2.14.1), and the
+# engine child's JPEG decoder (libturbojpeg0), with its
 # whole run-time dependency closure (sid's libc6, libstdc++6, abseil, ...) and unpacks it
 # under DEST, without touching the system: apt runs with a private sources list, a private
 # state/cache directory and an empty dpkg status, so it resolves the full closure from sid
@@ -27,6 +28,10 @@ set -euo pipefail
 
 PKG=libtensorflow-lite2.14.1
 SONAME=libtensorflow-lite.so.2.14.1
+# The engine child's JPEG decoder comes with the closure too (found there first), so an
+# emulated arm64 child decodes as a native one does.
+EXTRA=(libturbojpeg0)
+TURBO=libturbojpeg.so.0
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 KEYRING=${DEBIAN_KEYRING:-/usr/share/keyrings/debian-archive-keyring.gpg}
 
@@ -65,6 +70,7 @@ libdir=$dest/usr/lib/$triplet
 smoke() {
 	[ -x "$dest/$loader" ] || return 1
 	[ -e "$libdir/$SONAME" ] || return 1
+	[ -e "$libdir/$TURBO" ] || return 1
 	local out
 	out=$("${emu[@]}" "$dest/$loader" --library-path "$libdir" --list "$libdir/$SONAME" 2>&1) || { echo "$out" >&2; return 1; }
 	if grep -q 'not found' <<<"$out"; then echo "$out" >&2; return 1; fi
@@ -125,7 +131,7 @@ e.g. a libtensorflowlite_c.so built from TensorFlow's tensorflow/lite/c), or upd
 fi
 
 # Resolve the closure the way apt would install it onto an empty system.
-mapfile -t closure < <(apt-get "${apt_opts[@]}" -s install "$PKG" 2>/dev/null |
+mapfile -t closure < <(apt-get "${apt_opts[@]}" -s install "$PKG" "${EXTRA[@]}" 2>/dev/null |
 	sed -n 's/^Inst \([^ ]*\) (\([^ ]*\) .*/\1=\2/p')
 [ ${#closure[@]} -gt 0 ] || die "apt could not resolve the dependency closure of $PKG in sid"
 
