@@ -20,7 +20,8 @@ set -euo pipefail
 
 SUITE=bookworm
 VARIANT=minbase
-PACKAGES=(systemd systemd-sysv dbus adduser)
+# What the container needs to boot, plus the .deb's Depends (build-deb.sh: libc6, adduser, libturbojpeg0).
+PACKAGES=(systemd systemd-sysv dbus adduser libturbojpeg0)
 # Bumped when the recipe below changes in a way the package list does not show.
 RECIPE=1
 
