@@ -347,10 +347,8 @@ func (c *commander) reply(ctx context.Context, r CommandReply) {
 
 // check validates mqtt.commands.
 func (cc CommandsConfig) check() []error {
-	var errs []error
-	bad := func(field string, value any, why string) {
-		errs = append(errs, &FieldError{Field: field, Value: value, Why: why})
-	}
+	var errs fieldErrors
+	bad := errs.bad
 	if !cc.Enabled {
 		return nil
 	}

@@ -521,6 +521,13 @@ type FieldError struct {
 	Why   string
 }
 
+// fieldErrors collects FieldErrors: bad adds one.
+type fieldErrors []error
+
+func (e *fieldErrors) bad(field string, value any, why string) {
+	*e = append(*e, &FieldError{Field: field, Value: value, Why: why})
+}
+
 func (e *FieldError) Error() string {
 	return fmt.Sprintf("config field %s = %v: %s", e.Field, e.Value, e.Why)
 }
@@ -529,10 +536,8 @@ var topicLevel = regexp.MustCompile(`^[^/#+\x00]+$`)
 
 // Validate reports every invalid field, each naming the field and its value.
 func (c *Config) Validate() error {
-	var errs []error
-	bad := func(field string, value any, why string) {
-		errs = append(errs, &FieldError{Field: field, Value: value, Why: why})
-	}
+	var errs fieldErrors
+	bad := errs.bad
 	if c.Node != "" && !topicLevel.MatchString(c.Node) {
 		bad("node", strconv.Quote(c.Node), "must be one MQTT topic level (no '/', '+', '#')")
 	}

@@ -260,10 +260,8 @@ func (d *Daemon) addHomeAssistant(mcfg *mqtt.Config) {
 
 // check validates mqtt.homeassistant.
 func (h HomeAssistantConfig) check() []error {
-	var errs []error
-	bad := func(field string, value any, why string) {
-		errs = append(errs, &FieldError{Field: field, Value: value, Why: why})
-	}
+	var errs fieldErrors
+	bad := errs.bad
 	if !h.Enabled {
 		return nil
 	}
