@@ -223,10 +223,11 @@ func (d *Daemon) Open(ctx context.Context) error {
 			return err
 		}
 	}
+	mu := cfg.Model.update()
 	d.worker = newWorker(q, &engineAdapter{eng}, arch, workerConfig{
 		node: d.node, jobTimeout: cfg.Worker.JobTimeout, maxAttempts: cfg.Queue.MaxAttempts,
 		tmpDir: filepath.Join(cfg.StateDir, "tmp"),
-		rawMax: cfg.Model.update().rawMax, rawSummary: cfg.Model.update().rawSummary,
+		rawMax: mu.rawMax, rawSummary: mu.rawSummary,
 		events: events, watch: func(ev []byte) { d.hub.publish(control.WatchEvent, ev) },
 		paused: func() bool { return d.paused.get().Worker }, overlap: cfg.Worker.Overlap,
 		now: d.now, log: d.log.With(logkey.Component, "worker"), observe: d.observeRun,

@@ -82,6 +82,11 @@ type worker struct {
 	reload atomic.Bool // set to swap in a changed model before the next job
 	// update, when set, is a re-read model section the next reload or load applies.
 	update atomic.Pointer[modelUpdate]
+	// heldImg is the image of heldFor (the held job), read when it was handed to the
+	// engine to prepare, so it is not read (and checked) again when that job runs. Only
+	// the worker's loop uses them.
+	heldFor *queue.Lease
+	heldImg []byte
 	// reloadWaiters get the outcome of the next reload (or load) attempt.
 	reloadWaiters []chan error
 	loaded        atomic.Bool  // the engine has a model; until then no job is leased
@@ -269,6 +274,7 @@ func (w *worker) tryLease(ctx context.Context) *queue.Lease {
 
 // release gives held jobs back unrun: each keeps its place, its attempt not counted.
 func (w *worker) release(ctx context.Context, ls ...*queue.Lease) {
+	w.heldFor, w.heldImg = nil, nil
 	for _, l := range ls {
 		if l == nil {
 			continue
@@ -394,7 +400,7 @@ func (w *worker) process(ctx context.Context, l *queue.Lease, pre *queue.Lease) 
 	w.events(started)
 	w.watch(started)
 
-	img, err := w.q.Image(l)
+	img, err := w.image(l)
 	var res *infer.Result
 	if err != nil {
 		err = fmt.Errorf("cannot read job image: %w", err)
@@ -446,11 +452,22 @@ func (w *worker) run(ctx context.Context, img []byte, l, pre *queue.Lease) (*inf
 	var next []byte
 	nextKey := ""
 	if pre != nil {
-		if b, err := w.q.Image(pre); err == nil {
+		if b, err := w.image(pre); err == nil {
 			next, nextKey = b, pre.Job.ID
+			w.heldFor, w.heldImg = pre, b
 		}
 	}
 	return nr.RunNext(ctx, img, l.Job.ID, next, nextKey)
+}
+
+// image reads l's image, or takes it from when l was held.
+func (w *worker) image(l *queue.Lease) ([]byte, error) {
+	if w.heldFor == l {
+		img := w.heldImg
+		w.heldFor, w.heldImg = nil, nil
+		return img, nil
+	}
+	return w.q.Image(l)
 }
 
 // resultMessage is the result message's common part for a job that ran from start to end.
