@@ -6,7 +6,6 @@ import (
 	"reflect"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/inferq/inferq/infer/testmodels"
 )
@@ -131,31 +130,10 @@ func TestRealFaceDetectors(t *testing.T) {
 // TestRealFaceSupervised: the face detector in the supervised engine child gives what it
 // gives in process, keypoints included, and its model info says the detector.
 func TestRealFaceSupervised(t *testing.T) {
-	rt := needRuntime(t)
 	face := testmodels.FetchFace(t)
-	cfg := ModelConfig{Path: face.ShortRange, Kind: KindDetection}
-	eng, err := OpenTFLite(context.Background(), rt, cfg, testLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer eng.Close()
-	img := readPhoto(t, photoGraceHopper)
-	want, err := eng.Run(context.Background(), img)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := newTestSupervisor(t, rt, cfg)
-	if err := s.Open(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	if got := s.Info().Detector; got != eng.Info().Detector {
-		t.Errorf("supervisor's detector %q, in process %q", got, eng.Info().Detector)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	got, err := s.Run(ctx, img)
-	if err != nil {
-		t.Fatal(err)
+	want, got, inProc, child := supervisedAndInProcess(t, ModelConfig{Path: face.ShortRange, Kind: KindDetection}, photoGraceHopper)
+	if child.Detector != inProc.Detector {
+		t.Errorf("supervisor's detector %q, in process %q", child.Detector, inProc.Detector)
 	}
 	if len(want.Detections) != 1 || !reflect.DeepEqual(got.Detections, want.Detections) {
 		t.Fatalf("supervised %+v, in process %+v", got.Detections, want.Detections)

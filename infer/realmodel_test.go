@@ -134,34 +134,39 @@ func TestRealSSDDetector(t *testing.T) {
 	t.Logf("grace_hopper.jpg: raw pixels %s %.3f; normalize 0_1 %+v", best.Label, best.Score, r01.Detections)
 }
 
-// TestRealSSDSupervised: the same detector in the supervised engine child answers as it
-// does in process.
-func TestRealSSDSupervised(t *testing.T) {
+// supervisedAndInProcess runs the photo through cfg's model in this process and in a
+// supervised engine child, and returns both results and both model infos.
+func supervisedAndInProcess(t *testing.T, cfg ModelConfig, photo string) (want, got *Result, inProc, child ModelInfo) {
+	t.Helper()
 	rt := needRuntime(t)
-	ssd := testmodels.FetchSSD(t)
-	cfg := ModelConfig{Path: ssd.Model, Labels: ssd.Labels, Kind: KindDetection, ScoreThreshold: 0.5}
 	eng, err := OpenTFLite(context.Background(), rt, cfg, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer eng.Close()
-	img := readPhoto(t, photoGraceHopper)
-	want, err := eng.Run(context.Background(), img)
-	if err != nil {
+	img := readPhoto(t, photo)
+	if want, err = eng.Run(context.Background(), img); err != nil {
 		t.Fatal(err)
 	}
 	s := newTestSupervisor(t, rt, cfg)
 	if err := s.Open(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if info := s.Info(); info.LabelsFormat != LabelsIDs {
-		t.Errorf("supervisor's model info: labels format %q", info.LabelsFormat)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	got, err := s.Run(ctx, img)
-	if err != nil {
+	if got, err = s.Run(ctx, img); err != nil {
 		t.Fatal(err)
+	}
+	return want, got, eng.Info(), s.Info()
+}
+
+// TestRealSSDSupervised: the same detector in the supervised engine child answers as it
+// does in process.
+func TestRealSSDSupervised(t *testing.T) {
+	ssd := testmodels.FetchSSD(t)
+	want, got, _, info := supervisedAndInProcess(t, ModelConfig{Path: ssd.Model, Labels: ssd.Labels, Kind: KindDetection, ScoreThreshold: 0.5}, photoGraceHopper)
+	if info.LabelsFormat != LabelsIDs {
+		t.Errorf("supervisor's model info: labels format %q", info.LabelsFormat)
 	}
 	if !reflect.DeepEqual(got.Detections, want.Detections) {
 		t.Fatalf("supervised %+v, in process %+v", got.Detections, want.Detections)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/inferq/inferq/internal/testenv"
 )
 
 // memOutbox is an in-memory Outbox for tests (the durable one is the
@@ -149,6 +150,14 @@ func (s *fileSink) next(t *testing.T, timeout time.Duration) IngestItem {
 // startClient opens a Client and runs it until the test ends.
 func startClient(t *testing.T, cfg Config, ob Outbox, sink Sink) *Client {
 	t.Helper()
+	c, _ := runClient(t, cfg, ob, sink)
+	return c
+}
+
+// runClient opens a Client and runs it until stop (or the test's end): stop closes it,
+// waits for Run to return and gives Close's error.
+func runClient(t *testing.T, cfg Config, ob Outbox, sink Sink) (c *Client, stop func() error) {
+	t.Helper()
 	if ob == nil {
 		ob = newMemOutbox()
 	}
@@ -158,27 +167,28 @@ func startClient(t *testing.T, cfg Config, ob Outbox, sink Sink) *Client {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	if err := c.Open(ctx); err != nil {
+		cancel()
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		c.Close()
-		<-done
-	})
-	return c
+	var once sync.Once
+	var closeErr error
+	stop = func() error {
+		once.Do(func() {
+			cancel()
+			closeErr = c.Close()
+			<-done
+		})
+		return closeErr
+	}
+	t.Cleanup(func() { _ = stop() })
+	return c, stop
 }
 
 func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testenv.WaitFor(t, what, timeout, cond)
 }
 
 // testSubscriber is a plain paho client with a persistent session that

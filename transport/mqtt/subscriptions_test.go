@@ -51,17 +51,7 @@ func TestExtraSubscriptions(t *testing.T) {
 	cfg := brokerConfig(b, "extra-box")
 	cfg.Subscriptions = []Subscription{{Filter: "inferq/box1/cmd/+", QoS: 1, Handle: rec.handle}}
 	cfg.OnConnect = func(context.Context) { connects.Add(1) }
-	c, err := New(cfg, newMemOutbox(), nil, discard())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	if err := c.Open(ctx); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx) }()
+	c, stop := runClient(t, cfg, nil, nil)
 	waitFor(t, "subscribed", 10*time.Second, func() bool { return c.Stats().Subscribed })
 	waitFor(t, "the retained message", 10*time.Second, func() bool { _, ok := rec.find("retained"); return ok })
 	if m, _ := rec.find("retained"); !m.Retained || m.Topic != "inferq/box1/cmd/old" {
@@ -79,10 +69,9 @@ func TestExtraSubscriptions(t *testing.T) {
 	waitFor(t, "OnConnect after the broker restart", 20*time.Second, func() bool { return connects.Load() == 2 })
 
 	// Away: the broker keeps a QoS 1 message for the persistent session.
-	if err := c.Close(); err != nil {
+	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
-	<-done
 	b.Publish(t, "-t", "inferq/box1/cmd/away", "-q", "1", "-m", "kept")
 	rec2 := &recorder{}
 	cfg.Subscriptions = []Subscription{{Filter: "inferq/box1/cmd/+", QoS: 1, Handle: rec2.handle}}
