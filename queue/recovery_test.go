@@ -88,7 +88,8 @@ func makeRecoveryState(t *testing.T, journalSize int64) recoveryState {
 		}
 		id := l.Job.ID
 		// A result of about 1 KB, as a detector's JSON, makes a long replay.
-		next, err := q.AckNext(ctx, l, OutboxMsg{Topic: "results", Payload: fmt.Appendf(nil, "%s:%0900d", id, i)})
+		// Kept as the job's result too, as the daemon's worker does.
+		next, err := q.AckNext(ctx, l, OutboxMsg{Topic: "results", Payload: fmt.Appendf(nil, "%s:%0900d", id, i), Keep: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -160,6 +161,23 @@ func (st recoveryState) check(t *testing.T, dir string, journalSize int64) {
 	for _, id := range st.acked {
 		if r, ok := recs[id]; ok {
 			t.Errorf("acked job %s came back (state %d, attempt %d)", id, r.State, r.Attempt)
+		}
+	}
+	// Every acked job is remembered as done; the newest ResultsKept keep their result,
+	// the older ones were evicted in the commits that the replay brought back.
+	kept := o.ResultsKept
+	for i, id := range st.acked {
+		info, err := q.Get(id)
+		if err != nil || info.State != "done" {
+			t.Errorf("acked job %s: %+v, %v; want done", id, info, err)
+			continue
+		}
+		want := ""
+		if i >= len(st.acked)-kept {
+			want = fmt.Sprintf("%s:%0900d", id, i)
+		}
+		if string(info.Result) != want {
+			t.Errorf("acked job %s (%d of %d): kept result %.20q, want %.20q", id, i, len(st.acked), info.Result, want)
 		}
 	}
 	for _, id := range st.ready { // the job leased at the crash is released by Open
