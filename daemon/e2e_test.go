@@ -431,6 +431,18 @@ func TestKill9Daemon(t *testing.T) {
 			t.Errorf("%s: status %s: %s", f, r.Status, r.Error)
 		}
 	}
+	// The kill hit the overlapped worker (worker.overlap, on by default): jobs ran with
+	// their image prepared while the previous one's model ran, and with a held lease.
+	prepared := 0
+	for _, r := range results {
+		if r.Output != nil && r.Output.Timings.Prepared {
+			prepared++
+		}
+	}
+	if prepared == 0 {
+		t.Errorf("no result had its image prepared during the previous run: overlap was not under test")
+	}
+	t.Logf("%d of %d results prepared while the previous job ran", prepared, len(results))
 	// The restart applied the journal's commits again and health says so.
 	if recovered == 0 {
 		t.Errorf("no health message after the kill reported recovered commits")
