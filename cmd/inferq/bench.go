@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 
 	"github.com/inferq/inferq/daemon/bench"
 	"github.com/inferq/inferq/infer"
@@ -38,6 +39,18 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	mosquitto := fs.String("mosquitto", bench.DefaultMosquitto, "latency run: the Mosquitto binary to start")
 	if err := fs.Parse(args); err != nil {
 		return fmt.Errorf("%w: %w", errUsage, err)
+	}
+	// The latency run starts the daemon in a scratch directory: relative paths given
+	// here are made absolute first.
+	for _, p := range []*string{runtimeDir, library, model, labels, images} {
+		if *p == "" || filepath.IsAbs(*p) {
+			continue
+		}
+		abs, err := filepath.Abs(*p)
+		if err != nil {
+			return fmt.Errorf("cannot resolve %s: %w", *p, err)
+		}
+		*p = abs
 	}
 	exe, err := os.Executable()
 	if err != nil {
