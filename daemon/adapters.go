@@ -147,10 +147,11 @@ func (e *engineAdapter) Open(ctx context.Context) error { return e.s.Open(ctx) }
 func (e *engineAdapter) Run(ctx context.Context, img []byte) (*infer.Result, error) {
 	return e.s.Run(ctx, img)
 }
-func (e *engineAdapter) RunNext(ctx context.Context, img []byte, key string, next []byte, nextKey string) (*infer.Result, error) {
-	return e.s.RunNext(ctx, img, key, next, nextKey)
+func (e *engineAdapter) RunKey(ctx context.Context, img []byte, key string) (*infer.Result, error) {
+	return e.s.RunKey(ctx, img, key)
 }
-func (e *engineAdapter) Info() infer.ModelInfo { return e.s.Info() }
+func (e *engineAdapter) Prepare(key string, img []byte) { e.s.Prepare(key, img) }
+func (e *engineAdapter) Info() infer.ModelInfo          { return e.s.Info() }
 func (e *engineAdapter) Reload(ctx context.Context, m *infer.ModelConfig) error {
 	if m != nil {
 		return e.s.UseModel(ctx, *m)

@@ -2,7 +2,9 @@ package daemon
 
 import (
 	"context"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -11,20 +13,19 @@ import (
 	"github.com/inferq/inferq/queue"
 )
 
-// overlapEngine records each run and the next image it was handed, and holds a run
-// until the test lets it go.
+// overlapEngine records each run and each image handed over to prepare, and holds a
+// run until the test lets it go.
 type overlapEngine struct {
 	fakeEngine
 	mu    sync.Mutex
 	order []string // job images run, in order
-	next  []string // the next image handed over with each run ("" when none)
+	next  []string // the images handed over to prepare, in order
 	gate  chan struct{}
 }
 
-func (e *overlapEngine) RunNext(ctx context.Context, img []byte, key string, next []byte, nextKey string) (*infer.Result, error) {
+func (e *overlapEngine) RunKey(ctx context.Context, img []byte, key string) (*infer.Result, error) {
 	e.mu.Lock()
 	e.order = append(e.order, string(img))
-	e.next = append(e.next, string(next))
 	e.mu.Unlock()
 	if e.gate != nil {
 		select {
@@ -36,8 +37,14 @@ func (e *overlapEngine) RunNext(ctx context.Context, img []byte, key string, nex
 	return &infer.Result{Kind: "classification", Classes: []infer.Class{{Label: string(img), Score: 1}}}, nil
 }
 
+func (e *overlapEngine) Prepare(key string, img []byte) {
+	e.mu.Lock()
+	e.next = append(e.next, string(img))
+	e.mu.Unlock()
+}
+
 func (e *overlapEngine) Run(ctx context.Context, img []byte) (*infer.Result, error) {
-	return e.RunNext(ctx, img, "", nil, "")
+	return e.RunKey(ctx, img, "")
 }
 
 func (e *overlapEngine) runs() (order, next []string) {
@@ -48,8 +55,8 @@ func (e *overlapEngine) runs() (order, next []string) {
 
 // TestOverlapOrder: with overlap the job after the running one is held and its image
 // handed to the engine to prepare; a job that arrives meanwhile with a higher priority
-// still runs before the held one, and the held one's image is handed over again. With
-// overlap off nothing is handed over and the order is the same.
+// still runs before the held one (which is not handed over twice). With overlap off
+// nothing is handed over and the order is the same.
 func TestOverlapOrder(t *testing.T) {
 	for _, overlap := range []bool{true, false} {
 		t.Run(map[bool]string{true: "overlap", false: "sequential"}[overlap], func(t *testing.T) {
@@ -80,14 +87,13 @@ func TestOverlapOrder(t *testing.T) {
 			if got := order[0] + order[1] + order[2]; got != "acb" {
 				t.Fatalf("run order %q, want a, then c (priority 9, arrived while b was held), then b", got)
 			}
-			want := []string{"b", "b", ""}
+			// b is handed over once, while a runs, and kept while c runs before it.
+			want := "b"
 			if !overlap {
-				want = []string{"", "", ""}
+				want = ""
 			}
-			for i := range want {
-				if next[i] != want[i] {
-					t.Fatalf("next images handed over %q, want %q", next, want)
-				}
+			if strings.Join(next, ",") != want {
+				t.Fatalf("images handed over to prepare %q, want %q", next, want)
 			}
 		})
 	}
@@ -109,7 +115,7 @@ func TestOverlapStopReleasesHeld(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() { done <- w.Run(ctx) }()
-	testenv.WaitFor(t, "a to run with b held", 10*time.Second, func() bool { _, n := eng.runs(); return len(n) == 1 && n[0] == "b" })
+	testenv.WaitFor(t, "a to run with b held", 10*time.Second, func() bool { o, n := eng.runs(); return len(o) == 1 && len(n) == 1 && n[0] == "b" })
 	cancel()
 	<-done
 	a, err := q.Get("a")
@@ -119,5 +125,107 @@ func TestOverlapStopReleasesHeld(t *testing.T) {
 	b, err := q.Get("b")
 	if err != nil || b.State != "ready" || b.Attempt != 0 {
 		t.Errorf("b: %+v %v; want ready again, attempt 0", b, err)
+	}
+}
+
+// ackGate is the queue with the ack of one job held until the test lets it go.
+type ackGate struct {
+	*queue.Queue
+	id      string
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (g *ackGate) AckNext(ctx context.Context, l *queue.Lease, out ...queue.OutboxMsg) (*queue.Lease, error) {
+	if l.Job.ID == g.id {
+		close(g.entered)
+		<-g.release
+	}
+	return g.Queue.AckNext(ctx, l, out...)
+}
+
+// TestOverlapStartsBeforeSettle: with overlap the held job's model starts as soon as the
+// running one's is done, while that one's ack is still being committed; the acks stay in
+// order and each job is done once. With overlap off the next job waits for the ack.
+func TestOverlapStartsBeforeSettle(t *testing.T) {
+	for _, overlap := range []bool{true, false} {
+		t.Run(map[bool]string{true: "overlap", false: "sequential"}[overlap], func(t *testing.T) {
+			q := openTestQueue(t, 3)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			g := &ackGate{Queue: q, id: "a", entered: make(chan struct{}), release: make(chan struct{})}
+			eng := &overlapEngine{}
+			w := newWorker(g, eng, nil, workerConfig{node: "n", jobTimeout: time.Minute, maxAttempts: 3, overlap: overlap, log: quietLogger()})
+			w.loaded.Store(true)
+			for _, id := range []string{"a", "b", "c"} {
+				if _, err := q.Enqueue(ctx, queue.NewJob{ID: id, Image: []byte(id)}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			done := make(chan error, 1)
+			go func() { done <- w.Run(ctx) }()
+			<-g.entered // a's model is done; its ack waits
+			if overlap {
+				testenv.WaitFor(t, "b to start while a's ack waits", 10*time.Second, func() bool { o, _ := eng.runs(); return len(o) == 2 })
+			} else {
+				time.Sleep(50 * time.Millisecond)
+				if o, _ := eng.runs(); len(o) != 1 {
+					t.Fatalf("sequential: runs %q before a's ack committed", o)
+				}
+			}
+			if a, _ := q.Get("a"); a.State != "leased" {
+				t.Fatalf("a is %s before its ack, want leased", a.State)
+			}
+			close(g.release)
+			testenv.WaitFor(t, "three jobs done", 10*time.Second, func() bool { return w.snapshot().Done == 3 })
+			cancel()
+			<-done
+			if o, _ := eng.runs(); strings.Join(o, "") != "abc" {
+				t.Fatalf("runs %q, want a, b, c once each", o)
+			}
+			for _, id := range []string{"a", "b", "c"} {
+				if j, err := q.Get(id); err != nil || j.State != "done" {
+					t.Errorf("%s: state %q, %v; want done", id, j.State, err)
+				}
+			}
+		})
+	}
+}
+
+// TestPausedWhileWaiting: a worker paused while it waits for a job does not run the job
+// that then arrives; it runs after resume, once.
+func TestPausedWhileWaiting(t *testing.T) {
+	for _, overlap := range []bool{true, false} {
+		t.Run(map[bool]string{true: "overlap", false: "sequential"}[overlap], func(t *testing.T) {
+			q := openTestQueue(t, 3)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			eng := &overlapEngine{}
+			var paused atomic.Bool
+			w := newWorker(q, eng, nil, workerConfig{node: "n", jobTimeout: time.Minute, maxAttempts: 3, overlap: overlap,
+				paused: paused.Load, log: quietLogger()})
+			w.loaded.Store(true)
+			done := make(chan error, 1)
+			go func() { done <- w.Run(ctx) }()
+			time.Sleep(100 * time.Millisecond) // the worker waits in Lease (up to leasePoll)
+			paused.Store(true)
+			if _, err := q.Enqueue(ctx, queue.NewJob{ID: "a", Image: []byte("a")}); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(300 * time.Millisecond)
+			if o, _ := eng.runs(); len(o) != 0 {
+				t.Fatalf("ran %q while paused", o)
+			}
+			if a, err := q.Get("a"); err != nil || a.State != "ready" {
+				t.Fatalf("a: state %q, %v; want ready again", a.State, err)
+			}
+			paused.Store(false)
+			testenv.WaitFor(t, "a done after resume", 10*time.Second, func() bool { return w.snapshot().Done == 1 })
+			cancel()
+			<-done
+			if o, _ := eng.runs(); strings.Join(o, "") != "a" {
+				t.Fatalf("runs %q, want a once", o)
+			}
+		})
 	}
 }

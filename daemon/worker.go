@@ -26,6 +26,8 @@ type workQueue interface {
 	Nack(ctx context.Context, l *queue.Lease, cause error, out ...queue.OutboxMsg) (bool, error)
 	Dead(ctx context.Context, l *queue.Lease, cause error, out ...queue.OutboxMsg) error
 	Release(ctx context.Context, l *queue.Lease) error
+	// ReadyAbove reports whether a job of a priority above p is ready now.
+	ReadyAbove(p int) bool
 }
 
 // engine runs the model; the worker is its only caller.
@@ -47,10 +49,15 @@ type modelUpdate struct {
 	rawSummary bool
 }
 
-// nextRunner is an engine that can take the next job's image with the current one, to
-// decode and pre-process it while the current job's model runs (infer.Supervisor.RunNext).
-type nextRunner interface {
-	RunNext(ctx context.Context, image []byte, key string, next []byte, nextKey string) (*infer.Result, error)
+// preparingEngine is an engine that takes the next job's image ahead of its run, to
+// decode and pre-process it while the current job's model runs (infer.Supervisor's
+// Prepare and RunKey).
+type preparingEngine interface {
+	// Prepare hands over the image of the job key, expected to run next; it does not
+	// wait for a run in flight.
+	Prepare(key string, image []byte)
+	// RunKey runs job key's image, prepared or not.
+	RunKey(ctx context.Context, image []byte, key string) (*infer.Result, error)
 }
 
 // loadRetry is how often the worker tries again to load a model that would not load.
@@ -130,7 +137,9 @@ type workerConfig struct {
 	// paused, when set, says whether an operator paused the worker: no job is leased.
 	paused func() bool
 	// overlap (worker.overlap) holds the next job's lease while the current one runs and
-	// has the engine prepare its image meanwhile, when the engine can (nextRunner).
+	// has the engine prepare its image meanwhile, when the engine can (preparingEngine);
+	// the next job then starts as soon as the current one's model is done, while the
+	// current one is settled.
 	overlap bool
 	now     func() time.Time // default time.Now
 	log     *slog.Logger     // default: discarded
@@ -210,36 +219,78 @@ func (w *worker) Run(ctx context.Context) error {
 			}
 			continue
 		}
-		// A finished job's ack and the next job's lease share one commit (one fsync per
-		// job) while work is waiting; a pending reload goes between the two jobs. With
-		// overlap, the job after the current one is held too (pre), its image prepared
-		// while the current one runs.
-		var pre *queue.Lease
-		for l != nil && ctx.Err() == nil {
-			w.beat()
-			if w.paused != nil && w.paused() {
+		w.runJobs(ctx, l)
+		w.busySince.Store(0)
+	}
+}
+
+// runJobs runs l and the jobs after it while work is waiting, then returns (to block in
+// Lease). A finished job's ack and the next job's lease share one commit (one fsync per
+// job); a pending reload or a pause goes between two jobs. With overlap, the job after
+// the running one is held too (pre), its image prepared while the running one's model
+// runs, and it starts as soon as that model is done, while the finished job is settled
+// (unless a job of a higher priority is ready, a reload is pending or the worker was
+// paused: then it waits for the settling, and the queue's order decides).
+func (w *worker) runJobs(ctx context.Context, l *queue.Lease) {
+	if w.isPaused() {
+		// Paused while Lease waited: the job goes back to its place, unrun.
+		w.release(ctx, l)
+		return
+	}
+	pe, _ := w.eng.(preparingEngine)
+	early := w.overlap && pe != nil
+	var pre *queue.Lease
+	if w.overlap {
+		pre = w.tryLease(ctx)
+	}
+	cur := w.begin(ctx, l)
+	w.prepare(pre)
+	for {
+		out := <-cur.done
+		w.beat()
+		if ctx.Err() != nil {
+			// Stopping: the interrupted job stays leased (it runs again after restart);
+			// the held one never started and keeps its place and attempt.
+			cur.log.Info("job interrupted by shutdown; it runs again after restart")
+			w.release(context.WithoutCancel(ctx), pre)
+			return
+		}
+		var nextRun *running
+		if early && pre != nil && !w.reload.Load() && !w.isPaused() && !w.q.ReadyAbove(pre.Job.Priority) {
+			nextRun, pre = w.begin(ctx, pre), nil
+		}
+		next := w.settle(ctx, cur, out)
+		if nextRun == nil {
+			if ctx.Err() != nil {
+				w.release(context.WithoutCancel(ctx), pre, next)
+				return
+			}
+			if w.isPaused() {
 				// Paused between jobs: the next ones go back to their place, unrun.
-				w.release(ctx, l, pre)
-				l, pre = nil, nil
-				break
+				w.release(ctx, pre, next)
+				return
 			}
 			if w.reload.Swap(false) {
 				w.doReload(ctx)
 			}
-			if pre == nil && w.overlap {
-				pre = w.tryLease(ctx)
+			var run *queue.Lease
+			run, pre = runOrder(pre, next)
+			if run == nil {
+				return
 			}
-			next := w.process(ctx, l, pre)
-			if ctx.Err() != nil {
-				// Stopping: the held job never started; it keeps its place and attempt
-				// (the interrupted one stays leased, as without overlap).
-				w.release(context.WithoutCancel(ctx), pre, next)
-				break
-			}
-			l, pre = runOrder(pre, next)
+			nextRun = w.begin(ctx, run)
+		} else {
+			pre = next
 		}
+		if pre == nil && w.overlap {
+			pre = w.tryLease(ctx)
+		}
+		w.prepare(pre)
+		cur = nextRun
 	}
 }
+
+func (w *worker) isPaused() bool { return w.paused != nil && w.paused() }
 
 func (w *worker) beat() { w.heartbeat.Store(w.now().UnixNano()) }
 
@@ -387,40 +438,83 @@ func (w *worker) reloaded(err error) {
 	}
 }
 
-// process runs one job and settles it; after a success it returns the next job's lease
-// when one was ready. pre, when set, is the job held to run after this one: its image
-// goes to the engine with this job's, to be prepared while this one runs.
-func (w *worker) process(ctx context.Context, l *queue.Lease, pre *queue.Lease) *queue.Lease {
+// running is a job whose engine run was started (begin); done gets its outcome.
+type running struct {
+	l     *queue.Lease
+	start time.Time
+	log   *slog.Logger
+	done  chan runOutcome
+}
+
+type runOutcome struct {
+	res *infer.Result
+	err error
+	end time.Time
+}
+
+// begin starts l's run on its own goroutine and returns at once; the caller receives
+// its outcome from done (always: the run ends by itself, at the job timeout or when ctx
+// is done). The started event goes out once the run is under way.
+func (w *worker) begin(ctx context.Context, l *queue.Lease) *running {
 	job := l.Job
-	start := w.now()
-	w.busySince.Store(start.UnixNano())
-	defer w.busySince.Store(0)
-	log := w.log.With(logkey.JobID, job.ID, logkey.Source, job.Source, logkey.Attempt, job.Attempt)
-	started := eventJSON(EventMessage{Event: EventStarted, JobID: job.ID, Node: w.node, Source: job.Source, At: start, Attempt: job.Attempt})
+	r := &running{l: l, start: w.now(), done: make(chan runOutcome, 1)}
+	w.busySince.Store(r.start.UnixNano())
+	if img, err := w.image(l); err != nil {
+		r.done <- runOutcome{err: fmt.Errorf("cannot read job image: %w", err), end: w.now()}
+	} else {
+		go func() {
+			rctx, cancel := context.WithTimeout(ctx, w.jobTimeout)
+			defer cancel()
+			var o runOutcome
+			if pe, ok := w.eng.(preparingEngine); ok && w.overlap {
+				o.res, o.err = pe.RunKey(rctx, img, job.ID) // its image may have been prepared
+			} else {
+				o.res, o.err = w.eng.Run(rctx, img)
+			}
+			o.end = w.now()
+			r.done <- o
+		}()
+	}
+	r.log = w.log.With(logkey.JobID, job.ID, logkey.Source, job.Source, logkey.Attempt, job.Attempt)
+	started := eventJSON(EventMessage{Event: EventStarted, JobID: job.ID, Node: w.node, Source: job.Source, At: r.start, Attempt: job.Attempt})
 	w.events(started)
 	w.watch(started)
+	return r
+}
 
-	img, err := w.image(l)
-	var res *infer.Result
-	if err != nil {
-		err = fmt.Errorf("cannot read job image: %w", err)
-	} else {
-		rctx, cancel := context.WithTimeout(ctx, w.jobTimeout)
-		res, err = w.run(rctx, img, l, pre)
-		cancel()
-		if err == nil {
-			w.mu.Lock()
-			w.stats.EngineOKAt = w.now()
-			w.mu.Unlock()
-		}
+// prepare hands l's image (when l is set) to the engine to prepare ahead of l's run,
+// when overlap is on and the engine can; the image is kept for l's run, so it is read
+// (and checked) once. An unreadable image is left for l's own run to report.
+func (w *worker) prepare(l *queue.Lease) {
+	pe, ok := w.eng.(preparingEngine)
+	if l == nil || !ok || !w.overlap || w.heldFor == l {
+		return
 	}
+	img, err := w.q.Image(l)
+	if err != nil {
+		return
+	}
+	w.heldFor, w.heldImg = l, img
+	pe.Prepare(l.Job.ID, img)
+}
+
+// settle files a finished run's outcome: a success is acked with its result, which
+// returns the next job's lease when one was ready; a failure is retried or
+// dead-lettered. When the worker is stopping, the job is left leased (it runs again
+// after restart).
+func (w *worker) settle(ctx context.Context, r *running, out runOutcome) *queue.Lease {
+	l, log, start, end := r.l, r.log, r.start, out.end
+	res, err := out.res, out.err
 	if ctx.Err() != nil {
-		// Shutting down: the run was cut short by us, not by the job. Leave the lease.
 		log.Info("job interrupted by shutdown; it runs again after restart")
 		return nil
 	}
-	end := w.now()
-	msg := w.resultMessage(job, start, end)
+	if err == nil {
+		w.mu.Lock()
+		w.stats.EngineOKAt = end
+		w.mu.Unlock()
+	}
+	msg := w.resultMessage(l.Job, start, end)
 	if err == nil {
 		var payload, done []byte
 		payload, done, err = w.encodeResult(&msg, res)
@@ -439,25 +533,6 @@ func (w *worker) process(ctx context.Context, l *queue.Lease, pre *queue.Lease) 
 	}
 	w.settleFailed(ctx, l, log, msg, err, start, end)
 	return nil
-}
-
-// run runs the engine on img (l's image), handing over pre's image to prepare when the
-// engine can; an unreadable pre image is left for pre's own run to report.
-func (w *worker) run(ctx context.Context, img []byte, l, pre *queue.Lease) (*infer.Result, error) {
-	nr, ok := w.eng.(nextRunner)
-	if !ok || !w.overlap {
-		return w.eng.Run(ctx, img)
-	}
-	// Always with this job's key: its image may have been prepared with the last run.
-	var next []byte
-	nextKey := ""
-	if pre != nil {
-		if b, err := w.image(pre); err == nil {
-			next, nextKey = b, pre.Job.ID
-			w.heldFor, w.heldImg = pre, b
-		}
-	}
-	return nr.RunNext(ctx, img, l.Job.ID, next, nextKey)
 }
 
 // image reads l's image, or takes it from when l was held.

@@ -123,15 +123,33 @@ func (s *Supervisor) Run(ctx context.Context, image []byte) (*Result, error) {
 	return s.run(ctx, request{Op: opRun, Image: image})
 }
 
-// RunNext is Run for the job key that also hands over next, the image of the job
-// expected to run after it (nextKey): the child decodes and pre-processes next while
-// this job's model runs, and the RunNext for nextKey then only invokes the model
-// (Result.Timings.Prepared). Exactly one inference runs at a time, as with Run. When
-// the next run is for another job, or the child was restarted in between, the prepared
-// image is dropped and the image decoded as Run does; a next image that fails to decode
-// fails only its own run, with the error decoding it then would give.
-func (s *Supervisor) RunNext(ctx context.Context, image []byte, key string, next []byte, nextKey string) (*Result, error) {
-	return s.run(ctx, request{Op: opRun, Image: image, Key: key, Next: next, NextKey: nextKey})
+// RunKey is Run for the job key: when the image of key was handed to Prepare (and the
+// child still holds it), the child only invokes the model on what it prepared
+// (Result.Timings.Prepared), and the image is not sent again. When the child was
+// restarted in between, or the prepared image was dropped, the image is decoded as Run
+// does; an image that failed to prepare fails only its own run, with the error decoding
+// it then would give. Exactly one inference runs at a time, as with Run.
+func (s *Supervisor) RunKey(ctx context.Context, image []byte, key string) (*Result, error) {
+	return s.run(ctx, request{Op: opRun, Image: image, Key: key})
+}
+
+// Prepare hands the child the image of the job expected to run next (key), to decode
+// and pre-process on another thread while the current run's model runs; it does not
+// wait for the current run. The child keeps the newest maxPrepared. It is a hint: if no
+// child runs, or the child is lost, nothing is prepared and RunKey decodes as Run does.
+func (s *Supervisor) Prepare(key string, image []byte) {
+	if key == "" || len(image) == 0 {
+		return
+	}
+	s.mu.Lock()
+	c := s.cur
+	s.mu.Unlock()
+	if c == nil {
+		return
+	}
+	// An error means the child is gone or going: the run in flight, or the next one,
+	// finds that out and restarts it.
+	_ = c.prepare(key, image)
 }
 
 func (s *Supervisor) run(ctx context.Context, req request) (*Result, error) {
@@ -474,6 +492,12 @@ type child struct {
 	readDone chan struct{} // closed when the decoder goroutine has returned
 	info     ModelInfo
 
+	sendMu sync.Mutex // one message at a time on stdin: a prepare may go during a run
+	// prepared are the keys this child was sent to prepare and has not run yet, newest
+	// last, kept as the child keeps them (at most maxPrepared), so that a run for one of
+	// them leaves its image out.
+	prepared []string
+
 	mu      sync.Mutex
 	waitErr error
 	tail    []string
@@ -585,10 +609,45 @@ func (c *child) abandon() {
 }
 
 func (c *child) send(req *request) error {
+	c.sendMu.Lock()
+	defer c.sendMu.Unlock()
+	if req.Op == opRun && req.Key != "" && c.forget(req.Key) {
+		r := *req
+		r.Image = nil // the child has it, prepared
+		req = &r
+	}
 	if err := c.enc.Encode(req); err != nil {
 		return err
 	}
 	return c.bw.Flush()
+}
+
+// prepare sends a prepare request: the child starts on it when it reads it, also while
+// it runs a model.
+func (c *child) prepare(key string, image []byte) error {
+	c.sendMu.Lock()
+	defer c.sendMu.Unlock()
+	c.forget(key)
+	c.prepared = append(c.prepared, key)
+	if len(c.prepared) > maxPrepared {
+		c.prepared = c.prepared[1:]
+	}
+	if err := c.enc.Encode(&request{Op: opPrepare, Key: key, Image: image}); err != nil {
+		return err
+	}
+	return c.bw.Flush()
+}
+
+// forget removes key from the prepared keys and reports whether it was there (the
+// child does the same when it reads the request, in the same order).
+func (c *child) forget(key string) bool {
+	for i, k := range c.prepared {
+		if k == key {
+			c.prepared = append(c.prepared[:i], c.prepared[i+1:]...)
+			return true
+		}
+	}
+	return false
 }
 
 // kill ends the child at once; its goroutines are done when kill returns.

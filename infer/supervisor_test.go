@@ -318,11 +318,12 @@ func TestSupervisorCallerGivesUp(t *testing.T) {
 	}
 }
 
-// TestSupervisorRunNext: with the next image handed over, the child prepares it while
-// the current one runs, and the next run only invokes: results equal Run's exactly. A
-// run for another job than the one prepared, a next image that does not decode, and a
-// child crash with an image prepared all give what Run would.
-func TestSupervisorRunNext(t *testing.T) {
+// TestSupervisorPrepare: an image handed to Prepare while another job's run is in
+// flight is prepared meanwhile, and its run only invokes: results equal Run's exactly.
+// A run for a job that was not prepared, a prepared image that does not decode, a
+// prepared image dropped for newer ones, and a child crash with an image prepared all
+// give what Run would; a prepared job's run needs no image sent again.
+func TestSupervisorPrepare(t *testing.T) {
 	rt := needRuntime(t)
 	s := newTestSupervisor(t, rt, ModelConfig{Path: "../testdata/models/demo.tflite", Labels: "../testdata/models/demo.labels", TopK: 3, Threads: 1})
 	if err := s.Open(context.Background()); err != nil {
@@ -347,48 +348,79 @@ func TestSupervisorRunNext(t *testing.T) {
 			t.Fatalf("got %+v %+v, want %+v %+v", got.Classes, got.Image, want.Classes, want.Image)
 		}
 	}
-	// A chain: each run hands over the next image.
+	// A chain: each next image is handed over while the current run is in flight.
+	type outcome struct {
+		r   *Result
+		err error
+	}
 	for i, img := range imgs {
-		var next []byte
-		nextKey := ""
+		done := make(chan outcome, 1)
+		go func() {
+			r, err := s.RunKey(ctx, img, fmt.Sprint(i))
+			done <- outcome{r, err}
+		}()
 		if i+1 < len(imgs) {
-			next, nextKey = imgs[i+1], fmt.Sprint(i+1)
+			s.Prepare(fmt.Sprint(i+1), imgs[i+1])
 		}
-		r, err := s.RunNext(ctx, img, fmt.Sprint(i), next, nextKey)
-		if err != nil {
-			t.Fatal(err)
+		o := <-done
+		if o.err != nil {
+			t.Fatal(o.err)
 		}
-		same(t, r, want[i])
-		if r.Timings.Prepared != (i > 0) {
-			t.Errorf("run %d: prepared = %v, want %v", i, r.Timings.Prepared, i > 0)
+		same(t, o.r, want[i])
+		if o.r.Timings.Prepared != (i > 0) {
+			t.Errorf("run %d: prepared = %v, want %v", i, o.r.Timings.Prepared, i > 0)
 		}
 	}
-	// Prepared for job "a", but "b" runs next: b is decoded as Run does.
-	if _, err := s.RunNext(ctx, imgs[0], "x", imgs[1], "a"); err != nil {
-		t.Fatal(err)
+	// A prepared job's run needs no image: the child has it.
+	s.Prepare("p", imgs[1])
+	if r, err := s.RunKey(ctx, nil, "p"); err != nil || !r.Timings.Prepared {
+		t.Fatalf("run of a prepared job without its image: %+v, %v", r, err)
+	} else {
+		same(t, r, want[1])
 	}
-	r, err := s.RunNext(ctx, imgs[2], "b", nil, "")
+	if _, err := s.RunKey(ctx, nil, "never-prepared"); err == nil {
+		t.Fatal("a run with neither an image nor a prepared one succeeded")
+	}
+	// Prepared for job "a", but "b" runs: b is decoded as Run does.
+	s.Prepare("a", imgs[1])
+	r, err := s.RunKey(ctx, imgs[2], "b")
 	if err != nil || r.Timings.Prepared {
 		t.Fatalf("run of another job than the prepared one: %+v, %v; want decoded afresh", r, err)
 	}
 	same(t, r, want[2])
-	// A next image that does not decode fails its own run, permanently, as Run would.
+	// Three prepared ("a" above, then "g", "h"): the oldest is dropped on both sides, so
+	// its run sends the image and decodes it afresh.
+	s.Prepare("g", imgs[3])
+	s.Prepare("h", imgs[0])
+	if r, err := s.RunKey(ctx, imgs[1], "a"); err != nil || r.Timings.Prepared {
+		t.Fatalf("run of a dropped prepared job: %+v, %v; want decoded afresh", r, err)
+	} else {
+		same(t, r, want[1])
+	}
+	for _, c := range []struct {
+		key string
+		i   int
+	}{{"h", 0}, {"g", 3}} {
+		if r, err := s.RunKey(ctx, imgs[c.i], c.key); err != nil || !r.Timings.Prepared {
+			t.Fatalf("run of prepared job %s: %+v, %v", c.key, r, err)
+		} else {
+			same(t, r, want[c.i])
+		}
+	}
+	// A prepared image that does not decode fails its own run, permanently, as Run would.
 	bad := []byte("\xff\xd8\xff\xe0 not a jpeg at all")
 	_, runErr := s.Run(ctx, bad)
-	if r, err := s.RunNext(ctx, imgs[0], "c", bad, "d"); err != nil {
-		t.Fatalf("the run before a bad next image: %v", err)
-	} else {
-		same(t, r, want[0])
-	}
-	if _, err := s.RunNext(ctx, bad, "d", nil, ""); !IsPermanent(err) || err.Error() != runErr.Error() {
+	s.Prepare("d", bad)
+	if _, err := s.RunKey(ctx, bad, "d"); !IsPermanent(err) || err.Error() != runErr.Error() {
 		t.Fatalf("prepared bad image: %v, want what Run gives: %v", err, runErr)
 	}
 	// The child crashes with an image prepared: the restarted child decodes it afresh.
 	restarts := s.Stats().Restarts
-	if _, err := s.RunNext(ctx, []byte("inferq-test:crash"), "e", imgs[3], "f"); !errors.Is(err, ErrEngineCrashed) {
+	s.Prepare("f", imgs[3])
+	if _, err := s.RunKey(ctx, []byte("inferq-test:crash"), "e"); !errors.Is(err, ErrEngineCrashed) {
 		t.Fatalf("crash: %v", err)
 	}
-	r, err = s.RunNext(ctx, imgs[3], "f", nil, "")
+	r, err = s.RunKey(ctx, imgs[3], "f")
 	if err != nil || r.Timings.Prepared || s.Stats().Restarts != restarts+1 {
 		t.Fatalf("after a crash: %+v, %v, restarts %d; want a fresh decode in a new child", r, err, s.Stats().Restarts)
 	}

@@ -292,3 +292,21 @@ func (q *Queue) ImagePath(l *Lease) (string, bool) {
 	}
 	return filepath.Join(q.blobDir, l.rec.Blob), true
 }
+
+// ReadyAbove reports whether a job of a priority above p is ready to be leased now. A
+// worker that holds the next job (of priority p) asks it before starting that job, so
+// that a job of a higher priority that arrived meanwhile still runs first.
+func (q *Queue) ReadyAbove(p int) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed {
+		return false
+	}
+	q.promoteLocked(q.now().UnixNano())
+	for i := max(p+1, MinPriority); i <= MaxPriority; i++ {
+		if len(q.st.ready[i]) > 0 {
+			return true
+		}
+	}
+	return false
+}

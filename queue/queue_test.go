@@ -934,3 +934,43 @@ func TestRelease(t *testing.T) {
 		t.Fatalf("after release: %s attempt %d, want a attempt 1", l.Job.ID, l.Job.Attempt)
 	}
 }
+
+// TestReadyAbove: only a ready job of a higher priority counts; a leased one, one of the
+// same priority, and a retry still in its backoff do not, until the backoff ends.
+func TestReadyAbove(t *testing.T) {
+	clk := newFakeClock()
+	o := testOptions(t, t.TempDir(), clk)
+	o.BackoffBase = time.Second
+	q := mustOpen(t, o)
+	ctx := context.Background()
+	mustEnqueue(t, q, NewJob{ID: "a", Priority: 5})
+	l := poll(t, q)
+	for _, tc := range []struct {
+		p    int
+		want bool
+	}{{MinPriority - 1, false}, {4, false}, {5, false}, {MaxPriority, false}} {
+		if got := q.ReadyAbove(tc.p); got != tc.want {
+			t.Fatalf("leased only: ReadyAbove(%d) = %v, want %v", tc.p, got, tc.want)
+		}
+	}
+	if _, err := q.Nack(ctx, l, errors.New("again")); err != nil {
+		t.Fatal(err)
+	}
+	if q.ReadyAbove(4) {
+		t.Fatal("a job in its backoff counts as ready")
+	}
+	clk.Advance(2 * time.Second)
+	mustEnqueue(t, q, NewJob{ID: "b", Priority: 5})
+	for _, tc := range []struct {
+		p    int
+		want bool
+	}{{3, true}, {4, true}, {5, false}, {MaxPriority, false}} {
+		if got := q.ReadyAbove(tc.p); got != tc.want {
+			t.Fatalf("ReadyAbove(%d) = %v, want %v", tc.p, got, tc.want)
+		}
+	}
+	q.Close()
+	if q.ReadyAbove(0) {
+		t.Fatal("a closed queue has jobs ready")
+	}
+}
