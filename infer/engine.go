@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -53,8 +54,19 @@ type pipeline struct {
 	prepDec *imageDecoder
 	post    *postprocessor
 	buf     []byte
-	logger  *slog.Logger
+	grid    []uint8 // Run's sampled pixels, kept for the next run
+	// prepGrid and prepBufs are prepare's: its sampled pixels, and input tensors given
+	// back by runPrepared once the model has copied them, kept for the next prepares (a
+	// child allocates nothing per job for them, so its GC does not take the core the
+	// model runs on).
+	prepGrid []uint8
+	bufMu    sync.Mutex
+	prepBufs [][]byte
+	logger   *slog.Logger
 }
+
+// maxSpareBufs bounds the input tensors kept for prepares.
+const maxSpareBufs = 2
 
 // Opener opens an engine in the current process; OpenTFLite is one. ServeChildWith uses
 // it so a child can host another runtime (infer/tensorflow's Open).
@@ -120,6 +132,11 @@ func newPipeline(ctx context.Context, b Backend, rt RuntimeConfig, cfg ModelConf
 	}
 	p.dec = newImageDecoder(turboCandidates(rt))
 	p.prepDec = newImageDecoder(turboCandidates(rt))
+	for _, d := range []*imageDecoder{p.dec, p.prepDec} {
+		if d.turbo != nil {
+			d.turbo.reuse = true // each is done with an image before it decodes the next
+		}
+	}
 	p.info.Decoder = p.dec.Name()
 	if p.dec.turbo == nil {
 		logger.Warn("libjpeg-turbo not loaded: JPEG goes through image/jpeg (slower, and its pixels differ from those models are trained on)", "decoder", p.info.Decoder)
@@ -144,7 +161,7 @@ func (p *pipeline) Run(ctx context.Context, image []byte) (*Result, error) {
 		return nil, err
 	}
 	t1 := time.Now()
-	p.buf = preprocess(img, p.in, p.norm, p.buf)
+	p.buf = preprocessInto(img, p.in, p.norm, p.buf, &p.grid)
 	t2 := time.Now()
 	outs, err := p.b.Invoke(ctx, p.buf)
 	if err != nil {
@@ -181,7 +198,13 @@ func (p *pipeline) prepare(image []byte) (*prepared, error) {
 		return nil, err
 	}
 	t1 := time.Now()
-	buf := preprocess(img, p.in, p.norm, nil)
+	var buf []byte
+	p.bufMu.Lock()
+	if n := len(p.prepBufs); n > 0 {
+		buf, p.prepBufs = p.prepBufs[n-1], p.prepBufs[:n-1]
+	}
+	p.bufMu.Unlock()
+	buf = preprocessInto(img, p.in, p.norm, buf, &p.prepGrid)
 	t2 := time.Now()
 	in := &prepared{buf: buf, img: *img, decodeMS: ms(t1.Sub(t0)), preprocessMS: ms(t2.Sub(t1))}
 	in.img.src = nil // the pixels are in buf; the decoder may reuse its own memory
@@ -197,6 +220,12 @@ func (p *pipeline) runPrepared(ctx context.Context, in *prepared) (*Result, erro
 	}
 	t2 := time.Now()
 	outs, err := p.b.Invoke(ctx, in.buf)
+	p.bufMu.Lock()
+	if len(p.prepBufs) < maxSpareBufs {
+		p.prepBufs = append(p.prepBufs, in.buf) // the model copied it (or failed)
+	}
+	in.buf = nil
+	p.bufMu.Unlock()
 	if err != nil {
 		return nil, err
 	}

@@ -363,6 +363,12 @@ func newNormalizer(cfg ModelConfig, in inputSpec) (normalizer, string) {
 // centers), normalizes and, for quantized inputs, quantizes; it writes the tensor bytes
 // (NHWC) into dst.
 func preprocess(img *rgbImage, in inputSpec, norm normalizer, dst []byte) []byte {
+	return preprocessInto(img, in, norm, dst, nil)
+}
+
+// preprocessInto is preprocess with the sampled pixels gathered into *grid (grown as
+// needed, and kept for the next call) instead of a new buffer each time; grid may be nil.
+func preprocessInto(img *rgbImage, in inputSpec, norm normalizer, dst []byte, grid *[]uint8) []byte {
 	n := in.h * in.w * in.c
 	size := n
 	if in.typ == "float32" {
@@ -375,8 +381,19 @@ func preprocess(img *rgbImage, in inputSpec, norm normalizer, dst []byte) []byte
 	dw, dh := img.decodedSize()
 	xs, cols := compactTaps(resizeTaps(dw, in.w))
 	ys, rows := compactTaps(resizeTaps(dh, in.h))
-	grid := make([]uint8, len(rows)*len(cols)*3)
-	img.gatherUpright(rows, cols, grid)
+	var g []uint8
+	if grid != nil {
+		g = *grid
+	}
+	if n := len(rows) * len(cols) * 3; cap(g) < n {
+		g = make([]uint8, n)
+	} else {
+		g = g[:n]
+	}
+	if grid != nil {
+		*grid = g
+	}
+	img.gatherUpright(rows, cols, g)
 	stride := len(cols) * 3
 	const (
 		kFloat = iota
@@ -398,8 +415,8 @@ func preprocess(img *rgbImage, in inputSpec, norm normalizer, dst []byte) []byte
 	i := 0
 	for y := range in.h {
 		ty := ys[y]
-		r0 := grid[ty.i0*stride:]
-		r1 := grid[ty.i1*stride:]
+		r0 := g[ty.i0*stride:]
+		r1 := g[ty.i1*stride:]
 		fy := ty.f
 		for x := range in.w {
 			tx := xs[x]

@@ -195,6 +195,11 @@ type turboDecoder struct {
 	// decompressions counts tjDecompress2 calls (tests check that a refused image was
 	// never decompressed).
 	decompressions int
+	// reuse, when set, decodes into pix, kept from the last decode: an image's pixels
+	// are then valid only until the decoder's next decode (the pipeline's decoders,
+	// whose callers are done with an image before they decode the next).
+	reuse bool
+	pix   []byte
 }
 
 func (l *turboLib) newDecoder() (*turboDecoder, error) {
@@ -261,7 +266,15 @@ func (d *turboDecoder) header(data []byte) (w, h, cs int, err error) {
 // decodeScaled decodes data to packed RGB of sw×sh pixels, which must be the output
 // size of one of the library's scaling factors (as pickScale gives).
 func (d *turboDecoder) decodeScaled(data []byte, sw, sh int) ([]byte, error) {
-	pix := make([]byte, sw*sh*3)
+	var pix []byte
+	if n := sw * sh * 3; d.reuse && cap(d.pix) >= n {
+		pix = d.pix[:n]
+	} else {
+		pix = make([]byte, n)
+		if d.reuse {
+			d.pix = pix
+		}
+	}
 	d.decompressions++
 	if d.lib.fDecompress(d.h, data, uintptr(len(data)), pix, int32(sw), int32(sw*3), int32(sh), tjpfRGB, tjFlags) != 0 {
 		what := "error"
