@@ -6,7 +6,9 @@ import (
 	"image"
 	"image/color"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/inferq/inferq/infer/tflite/tflitegen"
 )
@@ -133,6 +135,68 @@ func BenchmarkInvoke(b *testing.B) {
 				}
 			})
 		}
+	}
+}
+
+// BenchmarkInvokeBesideDecode: the ~80 MFLOP classifier's invoke (threads 1) alone, and
+// while another goroutine decodes and pre-processes 640×480 JPEGs (what the engine child
+// does for the next job when decode is overlapped with inference). The two alternate in
+// blocks of 20 invokes within one run; the metrics are the mean invoke of each and their
+// ratio: what the decode beside it costs the model on this machine.
+func BenchmarkInvokeBesideDecode(b *testing.B) {
+	p := openBench(b, benchModels()[0], 1).(*pipeline)
+	jpeg := benchImage(b)
+	img, err := p.dec.decode(jpeg, DefaultMaxPixels, p.in.w, p.in.h)
+	if err != nil {
+		b.Fatal(err)
+	}
+	input := preprocess(img, p.in, p.norm, nil)
+	var beside atomic.Bool
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var buf []byte
+		var grid []uint8
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if !beside.Load() {
+				time.Sleep(100 * time.Microsecond)
+				continue
+			}
+			im, err := p.prepDec.decode(jpeg, DefaultMaxPixels, p.in.w, p.in.h)
+			if err != nil {
+				panic(err)
+			}
+			buf = preprocessInto(im, p.in, p.norm, buf, &grid)
+		}
+	}()
+	var sum [2]time.Duration
+	var n [2]int
+	i := 0
+	for b.Loop() {
+		k := i / 20 % 2
+		beside.Store(k == 1)
+		t0 := time.Now()
+		if _, err := p.b.Invoke(context.Background(), input); err != nil {
+			b.Fatal(err)
+		}
+		sum[k] += time.Since(t0)
+		n[k]++
+		i++
+	}
+	close(stop)
+	<-done
+	if n[0] > 0 && n[1] > 0 {
+		alone := float64(sum[0].Microseconds()) / 1000 / float64(n[0])
+		with := float64(sum[1].Microseconds()) / 1000 / float64(n[1])
+		b.ReportMetric(alone, "alone-ms/invoke")
+		b.ReportMetric(with, "beside-decode-ms/invoke")
+		b.ReportMetric(with/alone, "beside/alone")
 	}
 }
 
