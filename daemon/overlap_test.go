@@ -2,6 +2,8 @@ package daemon
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -227,5 +229,139 @@ func TestPausedWhileWaiting(t *testing.T) {
 				t.Fatalf("runs %q, want a once", o)
 			}
 		})
+	}
+}
+
+// crashQueue is the queue until crash is set: from then on every call the worker makes
+// fails without touching the store, as if the process had died at that moment.
+type crashQueue struct {
+	*queue.Queue
+	ackEntered chan struct{} // closed when the ack of job "a" is called
+	crashed    atomic.Bool
+	gate       chan struct{} // a's ack waits here
+}
+
+var errCrashed = errors.New("process died")
+
+func (c *crashQueue) AckNext(ctx context.Context, l *queue.Lease, out ...queue.OutboxMsg) (*queue.Lease, error) {
+	if l.Job.ID == "a" {
+		close(c.ackEntered)
+		<-c.gate
+	}
+	if c.crashed.Load() {
+		return nil, errCrashed
+	}
+	return c.Queue.AckNext(ctx, l, out...)
+}
+
+func (c *crashQueue) Lease(ctx context.Context) (*queue.Lease, error) {
+	if c.crashed.Load() {
+		return nil, errCrashed
+	}
+	return c.Queue.Lease(ctx)
+}
+
+func (c *crashQueue) Dead(ctx context.Context, l *queue.Lease, cause error, out ...queue.OutboxMsg) error {
+	if c.crashed.Load() {
+		return errCrashed
+	}
+	return c.Queue.Dead(ctx, l, cause, out...)
+}
+
+func (c *crashQueue) Release(ctx context.Context, l *queue.Lease) error {
+	if c.crashed.Load() {
+		return errCrashed
+	}
+	return c.Queue.Release(ctx, l)
+}
+
+func (c *crashQueue) Nack(ctx context.Context, l *queue.Lease, cause error, out ...queue.OutboxMsg) (bool, error) {
+	if c.crashed.Load() {
+		return false, errCrashed
+	}
+	return c.Queue.Nack(ctx, l, cause, out...)
+}
+
+// TestOverlapCrashWithAckInFlight: the worst moment for a crash with overlap: job a's
+// model is done and its ack (which would also lease c) not yet committed, while b's model
+// runs. After the crash and a reopen a and b are back with their attempt counted and c
+// untouched (none lost, none done without its result), and a new worker gives each
+// exactly one result.
+func TestOverlapCrashWithAckInFlight(t *testing.T) {
+	dir := t.TempDir()
+	opts := queue.DefaultOptions(dir)
+	opts.MaxAttempts = 3
+	opts.Logger = quietLogger()
+	q, err := queue.Open(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	for _, id := range []string{"a", "b", "c"} {
+		if _, err := q.Enqueue(ctx, queue.NewJob{ID: id, Image: []byte(id)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cq := &crashQueue{Queue: q, ackEntered: make(chan struct{}), gate: make(chan struct{})}
+	eng := &overlapEngine{gate: make(chan struct{})}
+	w := newWorker(cq, eng, nil, workerConfig{node: "n", jobTimeout: time.Minute, maxAttempts: 3, overlap: true, log: quietLogger()})
+	w.loaded.Store(true)
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	eng.gate <- struct{}{} // a's model finishes
+	<-cq.ackEntered
+	testenv.WaitFor(t, "b running while a's ack waits", 10*time.Second, func() bool {
+		o, _ := eng.runs()
+		return strings.Join(o, "") == "ab"
+	})
+	for id, want := range map[string]string{"a": "leased", "b": "leased", "c": "ready"} {
+		if j, _ := q.Get(id); j.State != want {
+			t.Fatalf("%s is %s at the crash, want %s", id, j.State, want)
+		}
+	}
+	cq.crashed.Store(true)
+	close(cq.gate)
+	cancel()
+	<-done
+	q.Close()
+
+	q, err = queue.Open(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	for id, attempt := range map[string]int{"a": 1, "b": 1, "c": 0} {
+		if j, err := q.Get(id); err != nil || j.State != "ready" || j.Attempt != attempt {
+			t.Fatalf("%s after the crash: state %q attempt %d, %v; want ready at attempt %d", id, j.State, j.Attempt, err, attempt)
+		}
+	}
+	if rows, _ := q.OutboxPeek(10); len(rows) != 0 {
+		t.Fatalf("outbox after the crash: %d rows, want none (no ack was committed)", len(rows))
+	}
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	defer cancel2()
+	eng2 := &overlapEngine{}
+	w2 := newWorker(q, eng2, nil, workerConfig{node: "n", jobTimeout: time.Minute, maxAttempts: 3, overlap: true, log: quietLogger()})
+	w2.loaded.Store(true)
+	done2 := make(chan error, 1)
+	go func() { done2 <- w2.Run(ctx2) }()
+	testenv.WaitFor(t, "three jobs done after the restart", 10*time.Second, func() bool { return w2.snapshot().Done == 3 })
+	cancel2()
+	<-done2
+	results := map[string]int{}
+	for _, r := range drainOutbox(t, q, 6, 5*time.Second) {
+		if strings.HasPrefix(r.Topic, "results/") {
+			var m ResultMessage
+			if err := json.Unmarshal(r.Payload, &m); err != nil {
+				t.Fatal(err)
+			}
+			results[m.JobID]++
+			if want := map[string]int{"a": 2, "b": 2, "c": 1}[m.JobID]; m.Status != StatusOK || m.Attempt != want {
+				t.Errorf("result %s: status %s attempt %d, want ok at attempt %d", m.JobID, m.Status, m.Attempt, want)
+			}
+		}
+	}
+	if results["a"] != 1 || results["b"] != 1 || results["c"] != 1 || len(results) != 3 {
+		t.Fatalf("results per job %v, want exactly one each for a, b, c", results)
 	}
 }
