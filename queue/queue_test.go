@@ -942,35 +942,24 @@ func TestReadyAbove(t *testing.T) {
 	o := testOptions(t, t.TempDir(), clk)
 	o.BackoffBase = time.Second
 	q := mustOpen(t, o)
-	ctx := context.Background()
+	check := func(stage string, want map[int]bool) {
+		t.Helper()
+		for p, w := range want {
+			if got := q.ReadyAbove(p); got != w {
+				t.Fatalf("%s: ReadyAbove(%d) = %v, want %v", stage, p, got, w)
+			}
+		}
+	}
 	mustEnqueue(t, q, NewJob{ID: "a", Priority: 5})
 	l := poll(t, q)
-	for _, tc := range []struct {
-		p    int
-		want bool
-	}{{MinPriority - 1, false}, {4, false}, {5, false}, {MaxPriority, false}} {
-		if got := q.ReadyAbove(tc.p); got != tc.want {
-			t.Fatalf("leased only: ReadyAbove(%d) = %v, want %v", tc.p, got, tc.want)
-		}
-	}
-	if _, err := q.Nack(ctx, l, errors.New("again")); err != nil {
+	check("a leased", map[int]bool{MinPriority - 1: false, 4: false, 5: false, MaxPriority: false})
+	if _, err := q.Nack(context.Background(), l, errors.New("again")); err != nil {
 		t.Fatal(err)
 	}
-	if q.ReadyAbove(4) {
-		t.Fatal("a job in its backoff counts as ready")
-	}
+	check("a in its backoff", map[int]bool{4: false})
 	clk.Advance(2 * time.Second)
 	mustEnqueue(t, q, NewJob{ID: "b", Priority: 5})
-	for _, tc := range []struct {
-		p    int
-		want bool
-	}{{3, true}, {4, true}, {5, false}, {MaxPriority, false}} {
-		if got := q.ReadyAbove(tc.p); got != tc.want {
-			t.Fatalf("ReadyAbove(%d) = %v, want %v", tc.p, got, tc.want)
-		}
-	}
+	check("a and b ready", map[int]bool{3: true, 4: true, 5: false, MaxPriority: false})
 	q.Close()
-	if q.ReadyAbove(0) {
-		t.Fatal("a closed queue has jobs ready")
-	}
+	check("closed", map[int]bool{0: false})
 }
