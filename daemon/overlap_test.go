@@ -55,6 +55,27 @@ func (e *overlapEngine) runs() (order, next []string) {
 	return append([]string(nil), e.order...), append([]string(nil), e.next...)
 }
 
+// startWorker runs a loaded worker on q and eng until the returned stop is called (it
+// waits for Run to return); paused may be nil.
+func startWorker(q workQueue, eng engine, overlap bool, paused func() bool) (w *worker, stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	w = newWorker(q, eng, nil, workerConfig{node: "n", jobTimeout: time.Minute, maxAttempts: 3, overlap: overlap, paused: paused, log: quietLogger()})
+	w.loaded.Store(true)
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	return w, func() { cancel(); <-done }
+}
+
+// enqueue queues jobs whose image is their id.
+func enqueue(t *testing.T, q *queue.Queue, ids ...string) {
+	t.Helper()
+	for _, id := range ids {
+		if _, err := q.Enqueue(context.Background(), queue.NewJob{ID: id, Image: []byte(id)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // TestOverlapOrder: with overlap the job after the running one is held and its image
 // handed to the engine to prepare; a job that arrives meanwhile with a higher priority
 // still runs before the held one (which is not handed over twice). With overlap off
@@ -63,28 +84,18 @@ func TestOverlapOrder(t *testing.T) {
 	for _, overlap := range []bool{true, false} {
 		t.Run(map[bool]string{true: "overlap", false: "sequential"}[overlap], func(t *testing.T) {
 			q := openTestQueue(t, 3)
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
 			eng := &overlapEngine{gate: make(chan struct{})}
-			w := newWorker(q, eng, nil, workerConfig{node: "n", jobTimeout: time.Minute, maxAttempts: 3, overlap: overlap, log: quietLogger()})
-			w.loaded.Store(true)
-			for _, j := range []queue.NewJob{{ID: "a", Image: []byte("a")}, {ID: "b", Image: []byte("b")}} {
-				if _, err := q.Enqueue(ctx, j); err != nil {
-					t.Fatal(err)
-				}
-			}
-			done := make(chan error, 1)
-			go func() { done <- w.Run(ctx) }()
+			enqueue(t, q, "a", "b")
+			w, stop := startWorker(q, eng, overlap, nil)
 			testenv.WaitFor(t, "a to start", 10*time.Second, func() bool { o, _ := eng.runs(); return len(o) == 1 })
-			if _, err := q.Enqueue(ctx, queue.NewJob{ID: "c", Priority: 9, Image: []byte("c")}); err != nil {
+			if _, err := q.Enqueue(context.Background(), queue.NewJob{ID: "c", Priority: 9, Image: []byte("c")}); err != nil {
 				t.Fatal(err)
 			}
 			for range 3 {
 				eng.gate <- struct{}{}
 			}
 			testenv.WaitFor(t, "three jobs done", 10*time.Second, func() bool { return w.snapshot().Done == 3 })
-			cancel()
-			<-done
+			stop()
 			order, next := eng.runs()
 			if got := order[0] + order[1] + order[2]; got != "acb" {
 				t.Fatalf("run order %q, want a, then c (priority 9, arrived while b was held), then b", got)
@@ -106,20 +117,11 @@ func TestOverlapOrder(t *testing.T) {
 // held one back unrun: its attempt is not counted.
 func TestOverlapStopReleasesHeld(t *testing.T) {
 	q := openTestQueue(t, 3)
-	ctx, cancel := context.WithCancel(context.Background())
 	eng := &overlapEngine{gate: make(chan struct{})}
-	w := newWorker(q, eng, nil, workerConfig{node: "n", jobTimeout: time.Minute, maxAttempts: 3, overlap: true, log: quietLogger()})
-	w.loaded.Store(true)
-	for _, id := range []string{"a", "b"} {
-		if _, err := q.Enqueue(ctx, queue.NewJob{ID: id, Image: []byte(id)}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
+	enqueue(t, q, "a", "b")
+	_, stop := startWorker(q, eng, true, nil)
 	testenv.WaitFor(t, "a to run with b held", 10*time.Second, func() bool { o, n := eng.runs(); return len(o) == 1 && len(n) == 1 && n[0] == "b" })
-	cancel()
-	<-done
+	stop()
 	a, err := q.Get("a")
 	if err != nil || a.State != "leased" || a.Attempt != 1 {
 		t.Errorf("a: %+v %v; want still leased at attempt 1", a, err)
@@ -153,19 +155,10 @@ func TestOverlapStartsBeforeSettle(t *testing.T) {
 	for _, overlap := range []bool{true, false} {
 		t.Run(map[bool]string{true: "overlap", false: "sequential"}[overlap], func(t *testing.T) {
 			q := openTestQueue(t, 3)
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
 			g := &ackGate{Queue: q, id: "a", entered: make(chan struct{}), release: make(chan struct{})}
 			eng := &overlapEngine{}
-			w := newWorker(g, eng, nil, workerConfig{node: "n", jobTimeout: time.Minute, maxAttempts: 3, overlap: overlap, log: quietLogger()})
-			w.loaded.Store(true)
-			for _, id := range []string{"a", "b", "c"} {
-				if _, err := q.Enqueue(ctx, queue.NewJob{ID: id, Image: []byte(id)}); err != nil {
-					t.Fatal(err)
-				}
-			}
-			done := make(chan error, 1)
-			go func() { done <- w.Run(ctx) }()
+			enqueue(t, q, "a", "b", "c")
+			w, stop := startWorker(g, eng, overlap, nil)
 			<-g.entered // a's model is done; its ack waits
 			if overlap {
 				testenv.WaitFor(t, "b to start while a's ack waits", 10*time.Second, func() bool { o, _ := eng.runs(); return len(o) == 2 })
@@ -180,8 +173,7 @@ func TestOverlapStartsBeforeSettle(t *testing.T) {
 			}
 			close(g.release)
 			testenv.WaitFor(t, "three jobs done", 10*time.Second, func() bool { return w.snapshot().Done == 3 })
-			cancel()
-			<-done
+			stop()
 			if o, _ := eng.runs(); strings.Join(o, "") != "abc" {
 				t.Fatalf("runs %q, want a, b, c once each", o)
 			}
@@ -200,20 +192,13 @@ func TestPausedWhileWaiting(t *testing.T) {
 	for _, overlap := range []bool{true, false} {
 		t.Run(map[bool]string{true: "overlap", false: "sequential"}[overlap], func(t *testing.T) {
 			q := openTestQueue(t, 3)
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
 			eng := &overlapEngine{}
 			var paused atomic.Bool
-			w := newWorker(q, eng, nil, workerConfig{node: "n", jobTimeout: time.Minute, maxAttempts: 3, overlap: overlap,
-				paused: paused.Load, log: quietLogger()})
-			w.loaded.Store(true)
-			done := make(chan error, 1)
-			go func() { done <- w.Run(ctx) }()
+			w, stop := startWorker(q, eng, overlap, paused.Load)
+			defer stop()
 			time.Sleep(100 * time.Millisecond) // the worker waits in Lease (up to leasePoll)
 			paused.Store(true)
-			if _, err := q.Enqueue(ctx, queue.NewJob{ID: "a", Image: []byte("a")}); err != nil {
-				t.Fatal(err)
-			}
+			enqueue(t, q, "a")
 			time.Sleep(300 * time.Millisecond)
 			if o, _ := eng.runs(); len(o) != 0 {
 				t.Fatalf("ran %q while paused", o)
@@ -223,8 +208,6 @@ func TestPausedWhileWaiting(t *testing.T) {
 			}
 			paused.Store(false)
 			testenv.WaitFor(t, "a done after resume", 10*time.Second, func() bool { return w.snapshot().Done == 1 })
-			cancel()
-			<-done
 			if o, _ := eng.runs(); strings.Join(o, "") != "a" {
 				t.Fatalf("runs %q, want a once", o)
 			}
@@ -296,18 +279,10 @@ func TestOverlapCrashWithAckInFlight(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	for _, id := range []string{"a", "b", "c"} {
-		if _, err := q.Enqueue(ctx, queue.NewJob{ID: id, Image: []byte(id)}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	enqueue(t, q, "a", "b", "c")
 	cq := &crashQueue{Queue: q, ackEntered: make(chan struct{}), gate: make(chan struct{})}
 	eng := &overlapEngine{gate: make(chan struct{})}
-	w := newWorker(cq, eng, nil, workerConfig{node: "n", jobTimeout: time.Minute, maxAttempts: 3, overlap: true, log: quietLogger()})
-	w.loaded.Store(true)
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
+	_, stop := startWorker(cq, eng, true, nil)
 	eng.gate <- struct{}{} // a's model finishes
 	<-cq.ackEntered
 	testenv.WaitFor(t, "b running while a's ack waits", 10*time.Second, func() bool {
@@ -321,8 +296,7 @@ func TestOverlapCrashWithAckInFlight(t *testing.T) {
 	}
 	cq.crashed.Store(true)
 	close(cq.gate)
-	cancel()
-	<-done
+	stop()
 	q.Close()
 
 	q, err = queue.Open(opts)
@@ -338,16 +312,9 @@ func TestOverlapCrashWithAckInFlight(t *testing.T) {
 	if rows, _ := q.OutboxPeek(10); len(rows) != 0 {
 		t.Fatalf("outbox after the crash: %d rows, want none (no ack was committed)", len(rows))
 	}
-	ctx2, cancel2 := context.WithCancel(context.Background())
-	defer cancel2()
-	eng2 := &overlapEngine{}
-	w2 := newWorker(q, eng2, nil, workerConfig{node: "n", jobTimeout: time.Minute, maxAttempts: 3, overlap: true, log: quietLogger()})
-	w2.loaded.Store(true)
-	done2 := make(chan error, 1)
-	go func() { done2 <- w2.Run(ctx2) }()
+	w2, stop2 := startWorker(q, &overlapEngine{}, true, nil)
 	testenv.WaitFor(t, "three jobs done after the restart", 10*time.Second, func() bool { return w2.snapshot().Done == 3 })
-	cancel2()
-	<-done2
+	stop2()
 	results := map[string]int{}
 	for _, r := range drainOutbox(t, q, 6, 5*time.Second) {
 		if strings.HasPrefix(r.Topic, "results/") {
