@@ -7,6 +7,12 @@
 //   - One job runs at a time. Its outcome — result row, lifecycle event, and the ack, retry
 //     or dead-letter of the job — is committed in one queue transaction, so a crash at any
 //     point either repeats the job or publishes its result, never neither.
+//   - With worker.overlap (the default) the next job is leased before the current one
+//     ends and its image prepared meanwhile; its model starts as soon as the current
+//     one's is done, while the current job's outcome is committed. Still one inference
+//     at a time; at most two jobs are leased (the ack leases the next job in its own
+//     commit); a job of a higher priority ready by then, a pending reload or a pause
+//     makes the next start wait for the commit; a stop gives the held job back unrun.
 //   - A transient failure (engine crash, timeout, runtime error) is retried with backoff
 //     until queue.max_attempts; a permanent one (an image or output the model cannot take)
 //     is dead-lettered at once. Every dead or expired job still gets a result message with
