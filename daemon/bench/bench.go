@@ -76,6 +76,13 @@ type Result struct {
 	Headline float64 `json:"headline_daemon_invoke_only"`
 	// DaemonSequential is Daemon.Median / Sequential.Median.
 	DaemonSequential float64 `json:"daemon_sequential"`
+	// The headline's two factors: DaemonOwnInvoke is Daemon.Median /
+	// DaemonInvokeOnly.Median (what the daemon adds around its child's invokes: round
+	// trips, commits, each round's first and last job); OwnInvokeIdle is
+	// DaemonInvokeOnly.Median / InvokeOnly.Median (how fast the daemon's child invokes,
+	// with the next image decoded beside it, against the bench's idle child).
+	DaemonOwnInvoke float64 `json:"daemon_own_invoke"`
+	OwnInvokeIdle   float64 `json:"own_invoke_idle"`
 	// Latency is set when a latency run followed (Latency).
 	Latency *LatencyResult `json:"latency,omitempty"`
 }
@@ -255,6 +262,12 @@ func (res *Result) summarize(seq []seqSample, dmn []daemonSample) {
 	}
 	if res.Sequential.Median > 0 {
 		res.DaemonSequential = res.Daemon.Median / res.Sequential.Median
+	}
+	if res.DaemonInvokeOnly.Median > 0 {
+		res.DaemonOwnInvoke = res.Daemon.Median / res.DaemonInvokeOnly.Median
+	}
+	if res.InvokeOnly.Median > 0 {
+		res.OwnInvokeIdle = res.DaemonInvokeOnly.Median / res.InvokeOnly.Median
 	}
 }
 

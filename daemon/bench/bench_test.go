@@ -76,6 +76,9 @@ func TestRunMeasuresEveryMode(t *testing.T) {
 	if !(res.Headline > 0) || math.Abs(res.Headline-res.Daemon.Median/res.InvokeOnly.Median) > 1e-9 {
 		t.Errorf("headline %v, want daemon/invoke-only %v", res.Headline, res.Daemon.Median/res.InvokeOnly.Median)
 	}
+	if f := res.DaemonOwnInvoke * res.OwnInvokeIdle; !(res.DaemonOwnInvoke > 0) || math.Abs(f-res.Headline) > 1e-9 {
+		t.Errorf("factors %v x %v = %v, want the headline %v", res.DaemonOwnInvoke, res.OwnInvokeIdle, f, res.Headline)
+	}
 
 	var out bytes.Buffer
 	if err := WriteText(&out, res); err != nil {

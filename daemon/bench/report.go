@@ -44,6 +44,7 @@ func WriteText(w io.Writer, res *Result) error {
 	fmt.Fprintf(&b, "daemon jobs done %d (each round exactly its own), sequential runs %d, engine restarts %d\n",
 		res.DaemonJobs, res.SequentialJobs, res.EngineRestarts)
 	fmt.Fprintf(&b, "daemon/sequential %.3f\n", res.DaemonSequential)
+	fmt.Fprintf(&b, "headline = daemon/its child's invoke %.3f x its child's invoke/idle invoke %.3f\n", res.DaemonOwnInvoke, res.OwnInvokeIdle)
 	if l := res.Latency; l != nil {
 		writeLatency(&b, l)
 	}
