@@ -67,3 +67,63 @@ func TestServeChildProtocol(t *testing.T) {
 		t.Fatalf("ServeChild after EOF: %v", err)
 	}
 }
+
+// echoEngine is an Engine that cannot prepare: its result's label is the image it ran.
+type echoEngine struct{}
+
+func (echoEngine) Info() ModelInfo { return ModelInfo{Name: "echo"} }
+func (echoEngine) Run(_ context.Context, image []byte) (*Result, error) {
+	return &Result{Kind: KindClassification, Classes: []Class{{Label: string(image)}}}, nil
+}
+func (echoEngine) Close() error { return nil }
+
+// TestServeChildPrepareWithoutPreparer: with an engine that cannot prepare, a prepared
+// job's run that leaves its image out (as the Supervisor sends it) still runs that
+// image; the oldest of three prepared images is dropped, and a run without an image
+// that was not prepared is refused.
+func TestServeChildPrepareWithoutPreparer(t *testing.T) {
+	inR, inW := io.Pipe()
+	outR, outW := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		done <- ServeChildWith(context.Background(), inR, outW, nil, func(context.Context, RuntimeConfig, ModelConfig, *slog.Logger) (Engine, error) {
+			return echoEngine{}, nil
+		})
+	}()
+	enc, dec := gob.NewEncoder(inW), gob.NewDecoder(outR)
+	send := func(req request) {
+		t.Helper()
+		if err := enc.Encode(&req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	answer := func() response {
+		t.Helper()
+		var resp response
+		if err := dec.Decode(&resp); err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	send(request{Op: opOpen})
+	if r := answer(); r.Err != nil {
+		t.Fatal(r.Err.toError())
+	}
+	send(request{Op: opPrepare, Key: "a", Image: []byte("image a")})
+	send(request{Op: opPrepare, Key: "b", Image: []byte("image b")})
+	send(request{Op: opPrepare, Key: "c", Image: []byte("image c")})
+	for _, tc := range []struct{ key, want string }{{"c", "image c"}, {"b", "image b"}, {"a", ""}} {
+		send(request{Op: opRun, Key: tc.key})
+		r := answer()
+		switch {
+		case tc.want == "" && r.Err == nil:
+			t.Fatalf("run %s without an image, dropped from the prepared ones: %+v, want an error", tc.key, r.Result)
+		case tc.want != "" && (r.Err != nil || r.Result.Classes[0].Label != tc.want):
+			t.Fatalf("run %s: %+v %v, want %q", tc.key, r.Result, r.Err.toError(), tc.want)
+		}
+	}
+	inW.Close()
+	if err := <-done; err != nil {
+		t.Fatalf("ServeChild after EOF: %v", err)
+	}
+}
