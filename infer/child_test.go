@@ -19,6 +19,14 @@ func FuzzServeChild(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Add(buf.Bytes())
+	var two bytes.Buffer
+	enc = gob.NewEncoder(&two)
+	for _, r := range []request{{Op: opPrepare, Key: "k", Image: []byte("x")}, {Op: opRun, Key: "k"}} {
+		if err := enc.Encode(&r); err != nil {
+			f.Fatal(err)
+		}
+	}
+	f.Add(two.Bytes())
 	f.Add([]byte{})
 	f.Add([]byte{0xff, 0x00, 0x13})
 	f.Fuzz(func(t *testing.T, data []byte) {
