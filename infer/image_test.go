@@ -334,3 +334,41 @@ func TestInputConvention(t *testing.T) {
 		})
 	}
 }
+
+// TestPreprocessFastPathSameBits: the float32 RGB fast path gives the general loop's
+// output bit for bit, for every normalization, upscaling and downscaling, and a rotated
+// (EXIF) picture.
+func TestPreprocessFastPathSameBits(t *testing.T) {
+	defer func() { fastRGBFloat = true }()
+	for _, tc := range []struct {
+		name   string
+		w, h   int
+		in     inputSpec
+		cfg    ModelConfig
+		orient int
+	}{
+		{"down 0_1", 320, 240, inputSpec{h: 224, w: 224, c: 3, typ: "float32"}, ModelConfig{Normalize: Normalize01}, 1},
+		{"up -1_1", 37, 29, inputSpec{h: 64, w: 80, c: 3, typ: "float32"}, ModelConfig{Normalize: NormalizeM11}, 1},
+		{"mean_std", 300, 200, inputSpec{h: 96, w: 128, c: 3, typ: "float32"}, ModelConfig{Normalize: NormalizeMeanStd, Mean: [3]float32{123.7, 116.3, 103.5}, Std: [3]float32{58.4, 57.1, 57.4}}, 1},
+		{"none, rotated", 200, 120, inputSpec{h: 50, w: 70, c: 3, typ: "float32"}, ModelConfig{Normalize: NormalizeNone}, 6},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src := noiseImage(tc.w, tc.h, 7)
+			pix := make([]byte, 0, tc.w*tc.h*3)
+			for i := 0; i < len(src.Pix); i += 4 {
+				pix = append(pix, src.Pix[i], src.Pix[i+1], src.Pix[i+2])
+			}
+			o := newOrientation(tc.orient)
+			uw, uh := o.upright(tc.w, tc.h)
+			img := &rgbImage{w: uw, h: uh, src: &packedRGB{pix: pix, w: tc.w, h: tc.h}, orient: o, scale: scaleFactor{1, 1}}
+			norm := normFor(tc.cfg, tc.in)
+			fastRGBFloat = true
+			fast := preprocess(img, tc.in, norm, nil)
+			fastRGBFloat = false
+			general := preprocess(img, tc.in, norm, nil)
+			if !bytes.Equal(fast, general) {
+				t.Fatalf("fast path differs from the general loop (%d bytes)", len(fast))
+			}
+		})
+	}
+}
