@@ -157,7 +157,7 @@ func BenchmarkInvokeBesideDecode(b *testing.B) {
 	go func() {
 		defer close(done)
 		var buf []byte
-		var grid []uint8
+		var sc preScratch
 		for {
 			select {
 			case <-stop:
@@ -172,7 +172,7 @@ func BenchmarkInvokeBesideDecode(b *testing.B) {
 			if err != nil {
 				panic(err)
 			}
-			buf = preprocessInto(im, p.in, p.norm, buf, &grid)
+			buf = preprocessInto(im, p.in, p.norm, buf, &sc)
 		}
 	}()
 	var sum [2]time.Duration

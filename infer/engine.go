@@ -54,15 +54,15 @@ type pipeline struct {
 	prepDec *imageDecoder
 	post    *postprocessor
 	buf     []byte
-	grid    []uint8 // Run's sampled pixels, kept for the next run
-	// prepGrid and prepBufs are prepare's: its sampled pixels, and input tensors given
-	// back by runPrepared once the model has copied them, kept for the next prepares (a
-	// child allocates nothing per job for them, so its GC does not take the core the
-	// model runs on).
-	prepGrid []uint8
-	bufMu    sync.Mutex
-	prepBufs [][]byte
-	logger   *slog.Logger
+	scratch preScratch // Run's pre-processing buffers and taps, kept for the next run
+	// prepScratch and prepBufs are prepare's: its pre-processing buffers and taps, and
+	// input tensors given back by runPrepared once the model has copied them, kept for
+	// the next prepares (a child allocates nothing per job for them, so its GC does not
+	// take the core the model runs on).
+	prepScratch preScratch
+	bufMu       sync.Mutex
+	prepBufs    [][]byte
+	logger      *slog.Logger
 }
 
 // maxSpareBufs bounds the input tensors kept for prepares.
@@ -161,7 +161,7 @@ func (p *pipeline) Run(ctx context.Context, image []byte) (*Result, error) {
 		return nil, err
 	}
 	t1 := time.Now()
-	p.buf = preprocessInto(img, p.in, p.norm, p.buf, &p.grid)
+	p.buf = preprocessInto(img, p.in, p.norm, p.buf, &p.scratch)
 	t2 := time.Now()
 	outs, err := p.b.Invoke(ctx, p.buf)
 	if err != nil {
@@ -204,7 +204,7 @@ func (p *pipeline) prepare(image []byte) (*prepared, error) {
 		buf, p.prepBufs = p.prepBufs[n-1], p.prepBufs[:n-1]
 	}
 	p.bufMu.Unlock()
-	buf = preprocessInto(img, p.in, p.norm, buf, &p.prepGrid)
+	buf = preprocessInto(img, p.in, p.norm, buf, &p.prepScratch)
 	t2 := time.Now()
 	in := &prepared{buf: buf, img: *img, decodeMS: ms(t1.Sub(t0)), preprocessMS: ms(t2.Sub(t1))}
 	in.img.src = nil // the pixels are in buf; the decoder may reuse its own memory

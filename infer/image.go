@@ -366,9 +366,31 @@ func preprocess(img *rgbImage, in inputSpec, norm normalizer, dst []byte) []byte
 	return preprocessInto(img, in, norm, dst, nil)
 }
 
-// preprocessInto is preprocess with the sampled pixels gathered into *grid (grown as
-// needed, and kept for the next call) instead of a new buffer each time; grid may be nil.
-func preprocessInto(img *rgbImage, in inputSpec, norm normalizer, dst []byte, grid *[]uint8) []byte {
+// preScratch is what preprocessInto keeps from one call to the next: the gathered pixels'
+// buffer and the resize taps of the last decoded size (camera images of one size need
+// them computed once). One caller at a time.
+type preScratch struct {
+	grid         []uint8
+	dw, dh, w, h int
+	xs, ys       []tap
+	cols, rows   []int
+}
+
+// taps returns the compacted resize taps from a dw×dh decoded picture to in.
+func (sc *preScratch) taps(dw, dh int, in inputSpec) (xs []tap, cols []int, ys []tap, rows []int) {
+	if sc == nil || sc.xs == nil || sc.dw != dw || sc.dh != dh || sc.w != in.w || sc.h != in.h {
+		xs, cols = compactTaps(resizeTaps(dw, in.w))
+		ys, rows = compactTaps(resizeTaps(dh, in.h))
+		if sc != nil {
+			sc.dw, sc.dh, sc.w, sc.h, sc.xs, sc.cols, sc.ys, sc.rows = dw, dh, in.w, in.h, xs, cols, ys, rows
+		}
+		return xs, cols, ys, rows
+	}
+	return sc.xs, sc.cols, sc.ys, sc.rows
+}
+
+// preprocessInto is preprocess with what it can keep kept in sc (nil: nothing kept).
+func preprocessInto(img *rgbImage, in inputSpec, norm normalizer, dst []byte, sc *preScratch) []byte {
 	n := in.h * in.w * in.c
 	size := n
 	if in.typ == "float32" {
@@ -379,19 +401,18 @@ func preprocessInto(img *rgbImage, in inputSpec, norm normalizer, dst []byte, gr
 	}
 	dst = dst[:size]
 	dw, dh := img.decodedSize()
-	xs, cols := compactTaps(resizeTaps(dw, in.w))
-	ys, rows := compactTaps(resizeTaps(dh, in.h))
+	xs, cols, ys, rows := sc.taps(dw, dh, in)
 	var g []uint8
-	if grid != nil {
-		g = *grid
+	if sc != nil {
+		g = sc.grid
 	}
 	if n := len(rows) * len(cols) * 3; cap(g) < n {
 		g = make([]uint8, n)
 	} else {
 		g = g[:n]
 	}
-	if grid != nil {
-		*grid = g
+	if sc != nil {
+		sc.grid = g
 	}
 	img.gatherUpright(rows, cols, g)
 	stride := len(cols) * 3

@@ -372,3 +372,22 @@ func TestPreprocessFastPathSameBits(t *testing.T) {
 		})
 	}
 }
+
+// TestPreprocessScratchFollowsSize: buffers and taps kept between calls give what a fresh
+// call gives, also when the picture's size changes between calls.
+func TestPreprocessScratchFollowsSize(t *testing.T) {
+	in := inputSpec{h: 24, w: 32, c: 3, typ: "float32"}
+	norm := normFor(ModelConfig{Normalize: Normalize01}, in)
+	var sc preScratch
+	var buf []byte
+	for i, size := range [][2]int{{64, 48}, {40, 90}, {64, 48}, {33, 17}} {
+		img, err := decodeImage(encodePNG(t, noiseImage(size[0], size[1], uint64(i+1))), DefaultMaxPixels)
+		if err != nil {
+			t.Fatal(err)
+		}
+		buf = preprocessInto(img, in, norm, buf, &sc)
+		if want := preprocess(img, in, norm, nil); !bytes.Equal(buf, want) {
+			t.Fatalf("call %d (%dx%d): kept scratch gives other values than a fresh call", i, size[0], size[1])
+		}
+	}
+}
