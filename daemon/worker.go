@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -474,6 +475,9 @@ func (w *worker) begin(ctx context.Context, l *queue.Lease) *running {
 			o.end = w.now()
 			r.done <- o
 		}()
+		// Let the run's goroutine send its request to the engine now, rather than when
+		// this one next blocks (after the previous job's commit): the engine waits for it.
+		runtime.Gosched()
 	}
 	r.log = w.log.With(logkey.JobID, job.ID, logkey.Source, job.Source, logkey.Attempt, job.Attempt)
 	started := eventJSON(EventMessage{Event: EventStarted, JobID: job.ID, Node: w.node, Source: job.Source, At: r.start, Attempt: job.Attempt})

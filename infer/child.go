@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime"
 	"sync"
 	"time"
 
@@ -183,6 +184,9 @@ func startReader(in io.Reader, preps *prepSet) *reader {
 			case <-r.quit:
 				return
 			}
+			// Let the loop take the request now: this goroutine's next read blocks in a
+			// system call, and the loop would wait for the scheduler to notice.
+			runtime.Gosched()
 		}
 	}()
 	return r
