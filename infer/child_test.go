@@ -36,18 +36,22 @@ func FuzzServeChild(f *testing.F) {
 	})
 }
 
-// TestServeChildProtocol drives ServeChild in process: a run before any open, an unknown
-// request, an open that fails; each gets an error response and the loop goes on.
-func TestServeChildProtocol(t *testing.T) {
+// serveInProcess runs ServeChildWith with open on pipes and returns the request encoder,
+// the response decoder and end, which closes the input and returns ServeChild's error.
+func serveInProcess(open Opener) (enc *gob.Encoder, dec *gob.Decoder, end func() error) {
 	inR, inW := io.Pipe()
 	outR, outW := io.Pipe()
 	done := make(chan error, 1)
-	go func() {
-		done <- ServeChildWith(context.Background(), inR, outW, nil, func(context.Context, RuntimeConfig, ModelConfig, *slog.Logger) (Engine, error) {
-			return nil, badModel(nil, "no such model")
-		})
-	}()
-	enc, dec := gob.NewEncoder(inW), gob.NewDecoder(outR)
+	go func() { done <- ServeChildWith(context.Background(), inR, outW, nil, open) }()
+	return gob.NewEncoder(inW), gob.NewDecoder(outR), func() error { inW.Close(); return <-done }
+}
+
+// TestServeChildProtocol drives ServeChild in process: a run before any open, an unknown
+// request, an open that fails; each gets an error response and the loop goes on.
+func TestServeChildProtocol(t *testing.T) {
+	enc, dec, end := serveInProcess(func(context.Context, RuntimeConfig, ModelConfig, *slog.Logger) (Engine, error) {
+		return nil, badModel(nil, "no such model")
+	})
 	tests := []struct {
 		req       request
 		kind      error
@@ -70,8 +74,7 @@ func TestServeChildProtocol(t *testing.T) {
 			t.Fatalf("%s: got %v, want %v (permanent %v)", tc.req.Op, err, tc.kind, tc.permanent)
 		}
 	}
-	inW.Close()
-	if err := <-done; err != nil {
+	if err := end(); err != nil {
 		t.Fatalf("ServeChild after EOF: %v", err)
 	}
 }
@@ -90,15 +93,9 @@ func (echoEngine) Close() error { return nil }
 // image; the oldest of three prepared images is dropped, and a run without an image
 // that was not prepared is refused.
 func TestServeChildPrepareWithoutPreparer(t *testing.T) {
-	inR, inW := io.Pipe()
-	outR, outW := io.Pipe()
-	done := make(chan error, 1)
-	go func() {
-		done <- ServeChildWith(context.Background(), inR, outW, nil, func(context.Context, RuntimeConfig, ModelConfig, *slog.Logger) (Engine, error) {
-			return echoEngine{}, nil
-		})
-	}()
-	enc, dec := gob.NewEncoder(inW), gob.NewDecoder(outR)
+	enc, dec, end := serveInProcess(func(context.Context, RuntimeConfig, ModelConfig, *slog.Logger) (Engine, error) {
+		return echoEngine{}, nil
+	})
 	send := func(req request) {
 		t.Helper()
 		if err := enc.Encode(&req); err != nil {
@@ -130,8 +127,7 @@ func TestServeChildPrepareWithoutPreparer(t *testing.T) {
 			t.Fatalf("run %s: %+v %v, want %q", tc.key, r.Result, r.Err.toError(), tc.want)
 		}
 	}
-	inW.Close()
-	if err := <-done; err != nil {
+	if err := end(); err != nil {
 		t.Fatalf("ServeChild after EOF: %v", err)
 	}
 }
