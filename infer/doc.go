@@ -8,7 +8,11 @@
 //
 // Guarantees:
 //   - Engines are not safe for concurrent use: one Run at a time. [Supervisor.Info] and
-//     [Supervisor.Stats] may be called from any goroutine.
+//     [Supervisor.Stats] may be called from any goroutine, and [Supervisor.Prepare] while
+//     a run is in flight: the child decodes and pre-processes that image on another
+//     thread, keeps the newest two, and the RunKey for its key only invokes the model
+//     (results identical to Run's); a prepared image is used only for its own key, one
+//     that failed to decode fails only its own run, and a child restart drops them.
 //   - Every error from Run says whether retrying could help: errors.Is(err, ErrPermanent)
 //     (bad image, image too large, wrong shape, bad model) means never retry; anything
 //     else (timeout, crashed child, runtime missing) is transient. [IsPermanent] tests it.

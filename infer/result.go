@@ -81,7 +81,8 @@ type Timings struct {
 	InvokeMS      float64 `json:"invoke_ms"`
 	PostprocessMS float64 `json:"postprocess_ms"`
 	// Prepared says the image was decoded and pre-processed while the previous job's
-	// model ran (Supervisor.RunNext), so decode and pre-processing cost this job no wait.
+	// model ran (Supervisor.Prepare, then RunKey), so decode and pre-processing cost this
+	// job no wait.
 	Prepared bool `json:"prepared,omitempty"`
 }
 
