@@ -3,6 +3,7 @@ package infer
 import (
 	"errors"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -25,11 +26,11 @@ func TestAnchorGeneration(t *testing.T) {
 	if len(short) != 896 || len(full) != 2304 {
 		t.Fatalf("short range %d anchors, full range %d; want 896 and 2304", len(short), len(full))
 	}
-	tests := []struct {
-		name string
-		got  anchor
-		want anchor
-	}{
+	type anchorCase struct {
+		name      string
+		got, want anchor
+	}
+	tests := []anchorCase{
 		// Short range: stride 8 → 16×16 cells × 2 anchors (ratio 1 and the interpolated
 		// one), then strides 16,16,16 merged → 8×8 cells × 6 anchors; all 1×1.
 		{"short first", short[0], anchor{xc: 0.5 / 16, yc: 0.5 / 16, w: 1, h: 1}},
@@ -57,11 +58,7 @@ func TestAnchorGeneration(t *testing.T) {
 	if len(sized) != 15 {
 		t.Fatalf("sized anchors: %d, want 15", len(sized))
 	}
-	tests = append(tests, []struct {
-		name string
-		got  anchor
-		want anchor
-	}{
+	tests = append(tests, []anchorCase{
 		{"sized ratio 1", sized[0], anchor{xc: 0.25, yc: 0.25, w: 0.2, h: 0.2}},
 		{"sized ratio 2", sized[1], anchor{xc: 0.25, yc: 0.25, w: 0.28284271, h: 0.14142136}},
 		{"sized interpolated", sized[2], anchor{xc: 0.25, yc: 0.25, w: 0.42426407, h: 0.42426407}},
@@ -76,11 +73,7 @@ func TestAnchorGeneration(t *testing.T) {
 	if len(reduced) != 4 {
 		t.Fatalf("reduced anchors: %d, want 4", len(reduced))
 	}
-	tests = append(tests, []struct {
-		name string
-		got  anchor
-		want anchor
-	}{
+	tests = append(tests, []anchorCase{
 		{"reduced 0.1", reduced[0], anchor{xc: 0.5, yc: 0.5, w: 0.1, h: 0.1}},
 		{"reduced ratio 2", reduced[1], anchor{xc: 0.5, yc: 0.5, w: 0.28284271, h: 0.14142136}},
 		{"reduced ratio 0.5", reduced[2], anchor{xc: 0.5, yc: 0.5, w: 0.14142136, h: 0.28284271}},
@@ -355,7 +348,7 @@ func TestNMS(t *testing.T) {
 		for _, g := range got {
 			idx = append(idx, g.index)
 		}
-		if !equalInts(idx, tc.want) {
+		if !slices.Equal(idx, tc.want) {
 			t.Errorf("%s: kept %v, want %v", tc.name, idx, tc.want)
 		}
 	}
@@ -364,18 +357,6 @@ func TestNMS(t *testing.T) {
 	if m := got[1]; m.index != 1 || !near(m.box[3], 2.0875, 1e-6) || m.box[0] != 0 || m.box[2] != 2 || m.score != 0.9 {
 		t.Errorf("weighted merge: %+v, want a's box with y max 2.0875 and score 0.9", m)
 	}
-}
-
-func equalInts(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // TestDetectorChoice: the detector is told from the output shapes, or named; a layout

@@ -72,10 +72,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	res, err := bench.Run(ctx, bench.Config{
-		Model: *model, Kind: *kind, Labels: *labels, Threads: *threads, Runtime: rt,
+	target := bench.Target{Model: *model, Kind: *kind, Labels: *labels, Threads: *threads, Runtime: rt, Sequential: !*overlap}
+	res, err := bench.Run(ctx, bench.Config{Target: target,
 		EngineCommand: argv, Images: imgs, Rounds: *rounds, Jobs: *jobs, Dir: dir, Logger: log,
-		Sequential: !*overlap,
 	})
 	if err != nil {
 		return err
@@ -86,11 +85,10 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			r = res.Daemon.Median / 2
 		}
 		// The real binary is started as it is installed: it finds its runtime itself.
-		lat, err := bench.Latency(ctx, bench.LatencyConfig{
-			Binary: exe, Model: res.Model.Path, Kind: *kind, Labels: *labels, Threads: *threads,
-			Runtime: infer.RuntimeConfig{RuntimeDir: *runtimeDir, Library: *library},
-			Broker:  *broker, Mosquitto: *mosquitto, Rate: r, Jobs: *latencyJobs, Images: imgs, Dir: dir, Logger: log,
-			Sequential: !*overlap,
+		target.Model = res.Model.Path
+		target.Runtime = infer.RuntimeConfig{RuntimeDir: *runtimeDir, Library: *library}
+		lat, err := bench.Latency(ctx, bench.LatencyConfig{Binary: exe, Target: target,
+			Broker: *broker, Mosquitto: *mosquitto, Rate: r, Jobs: *latencyJobs, Images: imgs, Dir: dir, Logger: log,
 		})
 		if err != nil {
 			return fmt.Errorf("latency run: %w", err)

@@ -9,20 +9,56 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/inferq/inferq/daemon"
 	"github.com/inferq/inferq/infer"
 	"github.com/inferq/inferq/infer/tflite/tflitegen"
 )
 
-// Config configures Run.
-type Config struct {
-	// Model is a .tflite file; empty generates the ~80 MFLOP 224×224 demo classifier
-	// (conv 3×3/2 → depthwise → conv 1×1 → mean → fully connected 1000 → softmax).
+// Target is the model under test and how the daemon runs it, as Run and Latency both
+// take it.
+type Target struct {
+	// Model is a .tflite file. Run generates the ~80 MFLOP 224×224 demo classifier when
+	// it is empty (conv 3×3/2 → depthwise → conv 1×1 → mean → fully connected 1000 →
+	// softmax); Latency requires it.
 	Model  string
 	Kind   string // classification (default), detection or raw
 	Labels string // optional labels file
 	// Threads are the inference threads (model.threads); 0 means 1.
 	Threads int
 	Runtime infer.RuntimeConfig
+	// Sequential turns the daemon's worker.overlap off: each job's decode waits for the
+	// previous job's inference (to compare with the default, overlapped).
+	Sequential bool
+}
+
+// defaults fills in the kind and the threads.
+func (t *Target) defaults() {
+	if t.Threads <= 0 {
+		t.Threads = 1
+	}
+	if t.Kind == "" {
+		t.Kind = "classification"
+	}
+}
+
+// daemonConfig is the daemon configuration both runs start from: node, its state and
+// control socket in dir, the model and runtime under test (top 5, the model file not
+// watched), worker.overlap unless Sequential.
+func (t Target) daemonConfig(node, dir string) daemon.Config {
+	c := daemon.DefaultConfig()
+	c.Node = node
+	c.StateDir = filepath.Join(dir, "state")
+	c.ControlSocket = filepath.Join(dir, "control.sock")
+	c.Model.Path, c.Model.Labels, c.Model.Kind = t.Model, t.Labels, t.Kind
+	c.Model.Threads, c.Model.TopK, c.Model.Reload = t.Threads, 5, false
+	c.Runtime.Dir, c.Runtime.Library = t.Runtime.RuntimeDir, t.Runtime.Library
+	c.Worker.Overlap = !t.Sequential
+	return c
+}
+
+// Config configures Run.
+type Config struct {
+	Target
 	// EngineCommand starts the engine child (e.g. [inferq, "engine-child"]); EngineEnv is
 	// added to its environment. The daemon's child is started the same way.
 	EngineCommand []string
@@ -36,9 +72,6 @@ type Config struct {
 	// Dir is scratch space (the generated model, the daemon's state); it must exist.
 	Dir    string
 	Logger *slog.Logger
-	// Sequential turns the daemon's worker.overlap off: each job's decode waits for the
-	// previous job's inference (to compare with the default, overlapped).
-	Sequential bool
 }
 
 // Result holds the rates, in jobs per second, as medians over rounds with their spread.
@@ -120,12 +153,7 @@ func (c *Config) defaults() error {
 	if c.Jobs <= 0 {
 		c.Jobs = 20
 	}
-	if c.Threads <= 0 {
-		c.Threads = 1
-	}
-	if c.Kind == "" {
-		c.Kind = "classification"
-	}
+	c.Target.defaults()
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}

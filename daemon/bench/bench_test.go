@@ -50,7 +50,7 @@ func TestRunMeasuresEveryMode(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	res, err := Run(ctx, Config{
-		Runtime: infer.RuntimeConfig{RuntimeDir: rt}, EngineCommand: []string{exe}, EngineEnv: []string{engineChildEnv + "=1"},
+		Target: Target{Runtime: infer.RuntimeConfig{RuntimeDir: rt}}, EngineCommand: []string{exe}, EngineEnv: []string{engineChildEnv + "=1"},
 		Rounds: rounds, Jobs: jobs, Dir: t.TempDir(), Logger: testLogger(t),
 	})
 	if err != nil {
@@ -126,7 +126,7 @@ func TestLatencyRealBinary(t *testing.T) {
 	defer cancel()
 	const jobs = 8
 	res, err := Latency(ctx, LatencyConfig{
-		Binary: bin, Model: model, Runtime: infer.RuntimeConfig{RuntimeDir: rt}, Mosquitto: mosq,
+		Binary: bin, Target: Target{Model: model, Runtime: infer.RuntimeConfig{RuntimeDir: rt}}, Mosquitto: mosq,
 		Rate: 20, Jobs: jobs, Warmup: 2, Dir: dir, Logger: testLogger(t),
 	})
 	if err != nil {

@@ -34,17 +34,10 @@ type watched struct {
 // daemonConfig is the daemon's configuration for the bench: state in dir, the control
 // socket on, spool, MQTT, metrics and model-file watching off.
 func daemonConfig(cfg Config, dir string) daemon.Config {
-	c := daemon.DefaultConfig()
-	c.Node = "bench"
-	c.StateDir = filepath.Join(dir, "state")
-	c.ControlSocket = filepath.Join(dir, "control.sock")
+	c := cfg.daemonConfig("bench", dir)
 	c.Spool.Enabled = false
 	c.MQTT.Enabled = false
 	c.Metrics.Enabled = false
-	c.Model.Path, c.Model.Labels, c.Model.Kind = cfg.Model, cfg.Labels, cfg.Kind
-	c.Model.Threads, c.Model.TopK, c.Model.Reload = cfg.Threads, 5, false
-	c.Runtime.Dir, c.Runtime.Library = cfg.Runtime.RuntimeDir, cfg.Runtime.Library
-	c.Worker.Overlap = !cfg.Sequential
 	return c
 }
 

@@ -18,7 +18,6 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/inferq/inferq/daemon"
-	"github.com/inferq/inferq/infer"
 	"github.com/inferq/inferq/transport/mqtt"
 )
 
@@ -26,12 +25,8 @@ import (
 type LatencyConfig struct {
 	// Binary is the inferq executable, run as `Binary run --config FILE`.
 	Binary string
-	// Model is a .tflite file (required: Run's DemoModel writes the demo one).
-	Model   string
-	Kind    string // default classification
-	Labels  string
-	Threads int // default 1
-	Runtime infer.RuntimeConfig
+	// Target.Model is required (Run's DemoModel writes the demo one).
+	Target
 	// Broker is the URL of a running broker; empty starts Mosquitto (at Mosquitto,
 	// default DefaultMosquitto) on a free loopback port for the run.
 	Broker    string
@@ -43,8 +38,6 @@ type LatencyConfig struct {
 	// over MQTT and not counted (default 5).
 	Jobs   int
 	Warmup int
-	// Sequential turns the daemon's worker.overlap off.
-	Sequential bool
 	// Images are the inputs; nil: 16 generated 640×480 JPEGs.
 	Images [][]byte
 	Dir    string // scratch space; it must exist
@@ -92,12 +85,7 @@ func (c *LatencyConfig) defaults() error {
 	case c.Dir == "":
 		return errors.New("latency: LatencyConfig.Dir is required")
 	}
-	if c.Kind == "" {
-		c.Kind = "classification"
-	}
-	if c.Threads <= 0 {
-		c.Threads = 1
-	}
+	c.Target.defaults()
 	if c.Jobs <= 0 {
 		c.Jobs = 200
 	}
@@ -199,17 +187,10 @@ func Latency(ctx context.Context, cfg LatencyConfig) (*LatencyResult, error) {
 // startDaemon writes the daemon's configuration and starts `inferq run`; the returned
 // function stops it (SIGTERM, then SIGKILL after 15 s).
 func (lr *latencyRun) startDaemon(dir, broker string) (func(), error) {
-	c := daemon.DefaultConfig()
-	c.Node = latencyNode
-	c.StateDir = filepath.Join(dir, "state")
-	c.ControlSocket = filepath.Join(dir, "control.sock")
+	c := lr.cfg.daemonConfig(latencyNode, dir)
 	c.Log.Format = "text" // at the default level, as installed
-	c.Model.Path, c.Model.Labels, c.Model.Kind = lr.cfg.Model, lr.cfg.Labels, lr.cfg.Kind
-	c.Model.Threads, c.Model.TopK, c.Model.Reload = lr.cfg.Threads, 5, false
-	c.Runtime.Dir, c.Runtime.Library = lr.cfg.Runtime.RuntimeDir, lr.cfg.Runtime.Library
 	c.Spool.Dir, c.Spool.FailedDir, c.Spool.DoneDir = lr.spool, filepath.Join(dir, "failed"), ""
 	c.MQTT.Broker, c.MQTT.Brokers = "external", []string{broker}
-	c.Worker.Overlap = !lr.cfg.Sequential
 	b, err := yaml.Marshal(c)
 	if err != nil {
 		return nil, fmt.Errorf("cannot encode config: %w", err)

@@ -1,9 +1,6 @@
 package tflite_test
 
 import (
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -40,20 +37,7 @@ void tflite_plugin_destroy_delegate(TfLiteDelegate* d) {}
 
 func buildFakeDelegate(t *testing.T, mode string) string {
 	t.Helper()
-	cc, err := exec.LookPath("cc")
-	if err != nil {
-		t.Fatalf("a C compiler is needed to build the fake delegate (cgo needs one too): %v", err)
-	}
-	dir := t.TempDir()
-	src := filepath.Join(dir, "fake.c")
-	if err := os.WriteFile(src, []byte(fakeDelegateC), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	lib := filepath.Join(dir, "libfakedelegate"+mode+".so")
-	if out, err := exec.Command(cc, "-shared", "-fPIC", "-DMODE="+mode, "-o", lib, src).CombinedOutput(); err != nil {
-		t.Fatalf("cannot build fake delegate: %v\n%s", err, out)
-	}
-	return lib
+	return buildSharedC(t, "the fake delegate", fakeDelegateC, "libfakedelegate"+mode+".so", "MODE="+mode)
 }
 
 // TestDelegateRefusesOrFails covers delegates that load but cannot be used: the

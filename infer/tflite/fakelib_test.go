@@ -47,22 +47,29 @@ void TfLiteXNNPackDelegateDelete(void* d) { abort(); }
 
 func buildFakeLib(t *testing.T, defs ...string) string {
 	t.Helper()
+	return buildSharedC(t, "the fake library", fakeLibC, "libtensorflowlite_c.so", defs...)
+}
+
+// buildSharedC compiles the C source src into a shared library named name in a temporary
+// directory, with each of defs as a -D definition, and returns its path.
+func buildSharedC(t *testing.T, what, src, name string, defs ...string) string {
+	t.Helper()
 	cc, err := exec.LookPath("cc")
 	if err != nil {
-		t.Fatalf("a C compiler is needed to build the fake library (cgo needs one too): %v", err)
+		t.Fatalf("a C compiler is needed to build %s (cgo needs one too): %v", what, err)
 	}
 	dir := t.TempDir()
-	src := filepath.Join(dir, "fake.c")
-	if err := os.WriteFile(src, []byte(fakeLibC), 0o644); err != nil {
+	file := filepath.Join(dir, "fake.c")
+	if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	lib := filepath.Join(dir, "libtensorflowlite_c.so")
-	args := []string{"-shared", "-fPIC", "-o", lib, src}
+	lib := filepath.Join(dir, name)
+	args := []string{"-shared", "-fPIC", "-o", lib, file}
 	for _, d := range defs {
 		args = append(args, "-D"+d)
 	}
 	if out, err := exec.Command(cc, args...).CombinedOutput(); err != nil {
-		t.Fatalf("cannot build the fake library: %v\n%s", err, out)
+		t.Fatalf("cannot build %s: %v\n%s", what, err, out)
 	}
 	return lib
 }

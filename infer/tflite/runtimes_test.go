@@ -184,7 +184,7 @@ func compareOutputs(t *testing.T, a, b []*tflite.Tensor) {
 		t.Fatalf("%d outputs against %d", len(a), len(b))
 	}
 	for i := range a {
-		if a[i].Type != b[i].Type || !equalInts(a[i].Shape, b[i].Shape) {
+		if a[i].Type != b[i].Type || !slices.Equal(a[i].Shape, b[i].Shape) {
 			t.Fatalf("output %d: %s%v against %s%v", i, a[i].Type, a[i].Shape, b[i].Type, b[i].Shape)
 		}
 		switch a[i].Type {

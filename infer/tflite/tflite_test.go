@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"math"
+	"slices"
 	"testing"
 
 	"github.com/inferq/inferq/infer/tflite"
@@ -45,7 +46,7 @@ func TestTinyInvoke(t *testing.T) {
 	if len(in) != 1 || len(out) != 1 {
 		t.Fatalf("got %d inputs %d outputs, want 1 and 1", len(in), len(out))
 	}
-	if got, want := in[0].Shape, []int{1, 2, 2, 3}; !equalInts(got, want) {
+	if got, want := in[0].Shape, []int{1, 2, 2, 3}; !slices.Equal(got, want) {
 		t.Fatalf("input shape got %v want %v", got, want)
 	}
 	tests := []struct {
@@ -73,18 +74,6 @@ func TestTinyInvoke(t *testing.T) {
 	}
 	it.Close()
 	it.Close() // twice is safe
-}
-
-func equalInts(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func TestBadModels(t *testing.T) {
